@@ -1,0 +1,134 @@
+"""The ``tksim`` command line: thin subcommands over library functions.
+
+Every error a user can cause (bad file, unknown name, absurd size) prints one line,
+``tksim: error: <file>: <field>: <message>``, and exits with code 2; no traceback, no partial file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from sim.errors import InputError
+
+__all__ = ["main", "build_parser"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise InputError(message, source=self.prog)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tksim", description="Predict and explain the time of Transformer "
+                     "work on hardware you may not own.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_specs(sub)
+    _add_capture(sub)
+    _add_simulate(sub)
+    _add_op(sub)
+    _add_bench(sub)
+    _add_demo(sub)
+    return parser
+
+
+def _add_hw(p: argparse.ArgumentParser, *, many: bool = False) -> None:
+    help_text = "spec name, alias or YAML path (tksim specs list)"
+    if many:
+        p.add_argument("--hw", action="append", required=True, help=help_text + "; repeatable")
+    else:
+        p.add_argument("--hw", required=True, help=help_text)
+    p.add_argument("--cores", type=int, help="use only N units (CPU cores / SMs) of the device")
+
+
+def _add_specs(sub) -> None:
+    p = sub.add_parser("specs", help="list or show hardware specs")
+    specs_sub = p.add_subparsers(dest="specs_command", required=True, parser_class=_Parser)
+    ls = specs_sub.add_parser("list", help="list known specs")
+    ls.add_argument("--json", action="store_true", help="print JSON: name, kind, aliases, path")
+    show = specs_sub.add_parser("show", help="show one spec with its sources")
+    show.add_argument("name")
+    show.add_argument("--cores", type=int)
+    show.add_argument("--json", action="store_true")
+
+
+def _add_capture(sub) -> None:
+    p = sub.add_parser("capture", help="capture an op trace from a real PyTorch run on this CPU")
+    p.add_argument("--model", default="gpt2-tiny", help="built-in model name")
+    p.add_argument("--phase", default="prefill", choices=("prefill",))
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--seq", type=int, default=64)
+    p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
+    p.add_argument("--threads", type=int, default=1, help="torch threads while timing")
+    p.add_argument("-o", "--output", required=True, help="trace file (.json or .json.gz)")
+
+
+def _add_simulate(sub) -> None:
+    p = sub.add_parser("simulate", help="simulate a trace on one or more devices")
+    p.add_argument("trace")
+    _add_hw(p, many=True)
+    p.add_argument("--cost-model", default="roofline", choices=("roofline", "measured"),
+                   help="measured: replay the trace's measured_s (same-machine baseline)")
+    p.add_argument("--group", default="category",
+                   choices=("category", "layer", "module", "phase", "bound", "stream"))
+    p.add_argument("--top", type=int, default=12, help="rows of the breakdown table")
+    p.add_argument("--json", help="write the summary JSON here")
+    p.add_argument("--html", help="write the plotly HTML report here")
+    p.add_argument("--perfetto", help="write a Perfetto / Chrome trace JSON here")
+    p.add_argument("--csv", help="write the per-op records (CSV) here")
+
+
+def _add_op(sub) -> None:
+    from sim.single_op import OP_KINDS
+
+    p = sub.add_parser("op", help="price and explain a single op (teaching view)")
+    p.add_argument("kind", choices=OP_KINDS)
+    _add_hw(p)
+    p.add_argument("--dtype", default="bf16")
+    for name in ("m", "n", "k", "b", "heads", "kv-heads", "seq", "context", "head-dim", "numel",
+                 "inputs", "bytes", "ranks"):
+        p.add_argument(f"--{name}", type=int)
+    p.add_argument("--flops-per-element", type=float)
+    p.add_argument("--no-causal", dest="causal", action="store_false")
+    p.add_argument("--json", help="write t_pre_s, t_calc_s, t_post_s, total_s, bound here")
+
+
+def _add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="simulator speed vs. SimPy's raw event rate")
+    p.add_argument("--ops", type=int, default=50_000)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--hw", default="nvidia-h100-sxm5-80gb")
+    p.add_argument("--json", help="write the figures here")
+
+
+def _add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="capture a small real Transformer on this CPU and simulate "
+                       "it on a GPU and on this CPU (the README's first command)")
+    p.add_argument("--model", default="gpt2")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--seq", type=int, default=128)
+    p.add_argument("--hw", action="append", help="devices (default: h100 and this CPU)")
+    p.add_argument("--out", default="tksim-demo", help="output directory")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        from sim import commands
+
+        return commands.run(args)
+    except InputError as exc:
+        print(f"tksim: error: {exc.one_line()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tksim: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

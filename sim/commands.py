@@ -1,0 +1,180 @@
+"""What each ``tksim`` subcommand does, in terms of library calls (parsing lives in sim.cli)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from sim.errors import InputError
+from sim.files import write_atomic
+from sim.hardware import HardwareSpec
+from sim.spec_library import list_specs, load_spec
+from sim.units import format_quantity
+
+__all__ = ["run"]
+
+
+def run(args: argparse.Namespace) -> int:
+    handler = {
+        "specs": _specs,
+        "capture": _capture,
+        "simulate": _simulate,
+        "op": _op,
+        "bench": _bench,
+        "demo": _demo,
+    }[args.command]
+    return handler(args) or 0
+
+
+def _print_json(data: object) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True))
+
+
+def _spec(name: str, cores: int | None) -> HardwareSpec:
+    if cores is not None and cores < 1:
+        raise InputError(f"must be >= 1, got {cores}", field="--cores")
+    return load_spec(name, units=cores)
+
+
+# -- specs -------------------------------------------------------------------------------------
+def _specs(args: argparse.Namespace) -> None:
+    if args.specs_command == "list":
+        specs = list_specs()
+        if args.json:
+            _print_json([{"name": s.name, "kind": s.kind, "vendor": s.vendor,
+                          "aliases": list(s.aliases)} for s in specs])
+            return
+        for s in specs:
+            print(f"{s.name:<28}{s.kind:<5}{s.vendor:<8}{', '.join(s.aliases)}")
+        return
+    spec = _spec(args.name, args.cores)
+    if args.json:
+        from sim.spec_view import spec_dict
+
+        _print_json(spec_dict(spec))
+        return
+    from sim.spec_view import spec_text
+
+    print(spec_text(spec))
+
+
+# -- capture -----------------------------------------------------------------------------------
+def _capture(args: argparse.Namespace) -> None:
+    from sim.trace import write_trace
+
+    capture_model = _workloads().capture_model
+    trace = capture_model(args.model, batch=args.batch, seq=args.seq, dtype=args.dtype,
+                          threads=args.threads)
+    write_trace(trace, args.output)
+    wall = trace.meta.get("measured_wall_s")
+    extra = f", measured wall {format_quantity(wall, 's')}" if wall else ""
+    print(f"captured {len(trace)} ops of {args.model} -> {args.output}{extra}")
+
+
+def _workloads():
+    try:
+        import workloads
+    except ImportError as exc:
+        raise InputError(f"capture needs torch and transformers ({exc.name} missing): "
+                         "pip install torch==2.13.0 && pip install -e '.[capture]'") from None
+    return workloads
+
+
+# -- simulate ----------------------------------------------------------------------------------
+def _simulate(args: argparse.Namespace) -> None:
+    from sim.cost import COST_MODELS
+    from sim.trace import read_trace
+
+    trace = read_trace(args.trace)
+    specs = [_spec(name, args.cores) for name in args.hw]
+    results = [_run_one(trace, spec, COST_MODELS[args.cost_model]()) for spec in specs]
+    _report(results, args)
+
+
+def _run_one(trace, spec, model):
+    from sim.simulator import simulate
+
+    return simulate(trace, spec, cost_model=model)
+
+
+def _report(results, args: argparse.Namespace) -> None:
+    from sim.report.tables import format_report
+
+    for result in results:
+        print(format_report(result, group=args.group, top=args.top))
+        print()
+    _write_outputs(results, json_path=args.json, html_path=args.html,
+                   perfetto_path=args.perfetto, csv_path=getattr(args, "csv", None))
+
+
+def _write_outputs(results, *, json_path=None, html_path=None, perfetto_path=None,
+                   csv_path=None) -> None:
+    """Write the requested files; all are checked writable first so none is left half-done."""
+    for path in (json_path, html_path, perfetto_path, csv_path):
+        if path and not Path(path).resolve().parent.is_dir():
+            raise InputError("output directory does not exist", source=str(path))
+    if json_path:
+        from sim.report.summary import summary
+
+        data = summary(results[0]) if len(results) == 1 else {
+            "results": [summary(r) for r in results]}
+        write_atomic(json_path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    if html_path:
+        from sim.report import write_html
+
+        write_html(results, html_path)
+    if perfetto_path:
+        from sim.report import write_perfetto
+
+        write_perfetto(results[0], perfetto_path)
+    if csv_path:
+        write_atomic(csv_path, results[0].ops.to_csv(index=False))
+    for label, path in (("json", json_path), ("html", html_path), ("perfetto", perfetto_path),
+                        ("csv", csv_path)):
+        if path:
+            print(f"wrote {label}: {path}")
+
+
+# -- op ----------------------------------------------------------------------------------------
+def _op(args: argparse.Namespace) -> None:
+    from sim.cost import RooflineCostModel
+    from sim.single_op import explain, make_op
+
+    sizes = {k: getattr(args, k) for k in ("m", "n", "k", "b", "heads", "kv_heads", "seq",
+                                           "context", "head_dim", "numel", "inputs", "bytes",
+                                           "ranks", "flops_per_element", "causal")}
+    op = make_op(args.kind, args.dtype, sizes)
+    spec = _spec(args.hw, args.cores)
+    cost = RooflineCostModel().cost(op, spec)
+    print(explain(op, spec, cost))
+    if args.json:
+        data = {**cost.to_dict(), "hw": spec.name, "kind": args.kind, "dtype": args.dtype,
+                "flops": op.flops, "bytes": op.bytes_total, "attrs": dict(op.attrs)}
+        write_atomic(args.json, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+# -- bench -------------------------------------------------------------------------------------
+def _bench(args: argparse.Namespace) -> None:
+    from sim.bench import run_bench
+
+    if not 100 <= args.ops <= 10_000_000:
+        raise InputError(f"must be between 100 and 10000000, got {args.ops}", field="--ops")
+    if not 1 <= args.repeats <= 100:
+        raise InputError(f"must be between 1 and 100, got {args.repeats}", field="--repeats")
+    result = run_bench(load_spec(args.hw), num_ops=args.ops, repeats=args.repeats)
+    print(f"simulated ops/s (engine):       {result.engine_ops_per_s:12,.0f}")
+    print(f"simulated ops/s (end to end):   {result.end_to_end_ops_per_s:12,.0f}")
+    print(f"SimPy raw events/s (empty loop):{result.raw_events_per_s:12,.0f}")
+    print(f"ratio engine / raw:             {result.ratio:12.2f}   (target >= 0.25)")
+    print(f"({result.num_ops} ops, median of {result.repeats} interleaved runs)")
+    if args.json:
+        write_atomic(args.json, json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n")
+
+
+# -- demo --------------------------------------------------------------------------------------
+def _demo(args: argparse.Namespace) -> None:
+    from sim.demo import run_demo
+
+    run_demo(model=args.model, batch=args.batch, seq=args.seq, hw=args.hw, out_dir=args.out,
+             capture=_workloads().capture_model)

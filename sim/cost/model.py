@@ -1,0 +1,118 @@
+"""Cost models: map an op and a device spec to an :class:`OpCost`, purely (no clock, no SimPy).
+
+:class:`RooflineCostModel` is tksim's physical model. Per op:
+
+    t_pre  = dispatch_s + num_kernels * launch_s          (host: framework + kernel launches)
+    t_calc = sum over its kernels of t_k                 (device: sub-model per category)
+    t_post = num_kernels * completion_s + [sync] sync_s  (completion, host synchronization)
+
+A view launches no kernel: it costs host dispatch only. An op of ``num_kernels`` kernels splits its
+work evenly over them, so each pays its own latency floor.
+
+:class:`MeasuredCostModel` replays the durations a trace measured (``measured_s``) as t_calc: the
+"same machine" baseline, and the way to run hand-written scenarios with given times.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Protocol
+
+from sim.cost.attention import attention_time
+from sim.cost.collective import collective_time
+from sim.cost.gemm import gemm_shape, gemm_time
+from sim.cost.opcost import OpCost
+from sim.cost.roofline import KernelTime, kernel_time
+from sim.cost.vector import vector_time
+from sim.errors import InputError
+from sim.hardware import HardwareSpec
+from sim.trace import Op
+
+__all__ = ["CostModel", "RooflineCostModel", "MeasuredCostModel", "cost_ops", "COST_MODELS"]
+
+_GEMM_KEYS = ("m", "n", "k")
+_ATTENTION_KEYS = ("b", "h_q", "s_q", "s_k", "d")
+
+
+class CostModel(Protocol):
+    """Anything that prices an op on a device."""
+
+    name: str
+
+    def cost(self, op: Op, spec: HardwareSpec) -> OpCost: ...
+
+
+class RooflineCostModel:
+    """Physical per-category model (see module doc); parameters come from the spec alone."""
+
+    name = "roofline"
+
+    def cost(self, op: Op, spec: HardwareSpec) -> OpCost:
+        host = spec.host
+        if op.category == "view":
+            return OpCost(host.dispatch_s, 0.0, 0.0, "host", {"reason": "view: no kernel"})
+        kernels = max(op.num_kernels, 1)
+        kernel = self.kernel(op, spec, kernels)
+        t_pre = host.dispatch_s + kernels * host.launch_s
+        t_post = kernels * host.completion_s + (host.sync_s if op.sync else 0.0)
+        detail = {**kernel.detail, "num_kernels": kernels, "t_k_s": kernel.t_s}
+        return OpCost(t_pre, kernels * kernel.t_s, t_post, kernel.bound, detail)
+
+    def kernel(self, op: Op, spec: HardwareSpec, kernels: int) -> KernelTime:
+        """Time of one of the op's ``kernels`` equal kernels."""
+        attrs, dtype = op.attrs, op.dtype
+        if op.category == "gemm" and all(k in attrs for k in _GEMM_KEYS):
+            b, m, n, k = gemm_shape(attrs)
+            return gemm_time(spec, b=b, m=m, n=n, k=k, dtype=dtype,
+                             bytes_moved=op.bytes_total / kernels or None)
+        if op.category == "attention" and all(k in attrs for k in _ATTENTION_KEYS):
+            return attention_time(spec, attrs, dtype)
+        if op.category in ("collective", "send_recv"):
+            return _collective(op, spec)
+        flops, nbytes = op.flops / kernels, op.bytes_total / kernels
+        if op.category in ("gemm", "attention"):  # no shape attrs: roofline on the matrix engine
+            rate = spec.compute.matrix_peak(dtype) * spec.efficiency.matrix
+            return kernel_time(spec, flops=flops, flops_per_s=rate, bytes_moved=nbytes)
+        return vector_time(spec, flops=flops, bytes_moved=nbytes, dtype=dtype)
+
+
+def _collective(op: Op, spec: HardwareSpec) -> KernelTime:
+    attrs = op.attrs
+    kind = attrs.get("kind", "sendrecv" if op.category == "send_recv" else "allreduce")
+    size = float(attrs.get("bytes", op.bytes_read))
+    return collective_time(spec, kind=kind, size_bytes=size,
+                           num_ranks=int(attrs.get("num_ranks", 2)))
+
+
+class MeasuredCostModel:
+    """Replays ``measured_s`` as t_calc (t_pre = t_post = 0): no model, only the measurement."""
+
+    name = "measured"
+
+    def cost(self, op: Op, spec: HardwareSpec) -> OpCost:
+        if op.measured_s is None:
+            raise InputError(f"op {op.id} ({op.name}) has no measured_s; replay needs a trace "
+                             "captured with --real", field="measured_s")
+        return OpCost(0.0, op.measured_s, 0.0, "measured", {"measured_s": op.measured_s})
+
+
+COST_MODELS = {"roofline": RooflineCostModel, "measured": MeasuredCostModel}
+
+
+def cost_ops(ops: Sequence[Op], spec: HardwareSpec, model: CostModel) -> list[OpCost]:
+    """Cost every op; identical ops (same kind, shapes, work) are priced once."""
+    if isinstance(model, MeasuredCostModel):
+        return [model.cost(op, spec) for op in ops]
+    cache: dict[tuple, OpCost] = {}
+    costs = []
+    for op in ops:
+        key = (op.name, op.category, op.dtype, op.flops, op.bytes_read, op.bytes_written,
+               op.num_kernels, op.sync, json.dumps(op.attrs, sort_keys=True, default=str))
+        cost = cache.get(key)
+        if cost is None:
+            cost = cache[key] = model.cost(op, spec)
+        costs.append(cost)
+    return costs
+
+

@@ -1,0 +1,79 @@
+"""The main job on built-in defaults (``tksim demo``, the README's first command).
+
+Capture a small real Transformer forward on this CPU, simulate the trace on a GPU spec and on this
+CPU's spec, print the decomposition of T for each, compare the CPU prediction with the measured wall
+time, and write an HTML report, a JSON summary and a Perfetto timeline.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from sim.cost import MeasuredCostModel
+from sim.errors import InputError
+from sim.files import write_atomic
+from sim.report import write_html, write_perfetto
+from sim.report.summary import summary
+from sim.report.tables import format_report
+from sim.simulator import simulate
+from sim.spec_library import load_spec
+from sim.trace import Trace, write_trace
+from sim.units import format_quantity
+
+__all__ = ["run_demo", "DEFAULT_HW", "THREADS"]
+
+DEFAULT_HW = ("nvidia-h100-sxm5-80gb", "amd-epyc-zen5")
+THREADS = 1  # one torch thread: on these shared 2-core machines more threads swing timings 10x
+
+
+def run_demo(
+    *,
+    model: str,
+    batch: int,
+    seq: int,
+    hw: Sequence[str] | None,
+    out_dir: str,
+    capture: Callable[..., Trace],
+) -> list:
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError("exists and is not a directory", source=str(out), field="--out")
+    print(f"capturing {model} forward (batch {batch}, seq {seq}) on this CPU, "
+          f"{THREADS} thread ...", flush=True)
+    trace = capture(model, batch=batch, seq=seq, dtype="fp32", threads=THREADS)
+    specs = [_spec(name) for name in (hw or DEFAULT_HW)]
+    results = [simulate(trace, spec) for spec in specs]
+    for result in results:
+        print()
+        print(format_report(result))
+    _compare_with_measurement(trace, results, specs)
+    out.mkdir(parents=True, exist_ok=True)
+    write_trace(trace, out / "trace.json.gz")
+    write_html(results, out / "report.html", title=f"tksim demo: {model} prefill")
+    write_perfetto(results[0], out / "timeline.perfetto.json")
+    data = {"results": [summary(r) for r in results]}
+    write_atomic(out / "summary.json", json.dumps(data, indent=2, sort_keys=True) + "\n")
+    print(f"\nwrote {out}/report.html, summary.json, timeline.perfetto.json (open in "
+          "ui.perfetto.dev), trace.json.gz")
+    return results
+
+
+def _spec(name: str):
+    spec = load_spec(name)
+    return spec.with_units(THREADS) if spec.kind == "cpu" else spec
+
+
+def _compare_with_measurement(trace: Trace, results, specs) -> None:
+    wall = trace.meta.get("measured_wall_s")
+    if not wall:
+        return
+    replay = simulate(trace, specs[0], cost_model=MeasuredCostModel()).total_s
+    print(f"\nmeasured on this CPU: wall {format_quantity(wall, 's')}; sum of per-op "
+          f"measurements {format_quantity(replay, 's')} ({replay / wall - 1:+.1%})")
+    for result in results:
+        if result.hw_kind == "cpu":
+            error = result.total_s / wall - 1
+            print(f"predicted on {result.hw} ({THREADS} core, datasheet spec, not calibrated): "
+                  f"{format_quantity(result.total_s, 's')} ({error:+.1%} vs measured wall)")

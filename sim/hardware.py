@@ -1,0 +1,352 @@
+"""Hardware specs: frozen records of a device, built once from a cited YAML file.
+
+A :class:`HardwareSpec` describes one device (a GPU or a CPU): its compute (matrix engine and
+vector units, peak FLOP/s per dtype), its memory hierarchy (innermost level first: on-chip,
+L2/LLC, HBM/DRAM), the host-side overheads that frame every op (dispatch, launch, sync), its links
+(NVLink, PCIe, Infinity Fabric), the efficiency parameters that calibration fits, and power.
+All numbers are SI floats (unit in the name); the YAML format is documented in
+``docs/spec-format.md`` and parsed by :func:`parse_spec`.
+
+``num_units`` (SMs, CUs or CPU cores) is a parameter: :meth:`HardwareSpec.with_units` rescales the
+peaks and per-unit capacities, e.g. to model a CPU run pinned to one core.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from sim.errors import InputError
+from sim.spec_reader import Reader
+from sim.units import Dimension
+
+__all__ = [
+    "SCHEMA",
+    "Compute",
+    "MemoryLevel",
+    "HostOverheads",
+    "Link",
+    "Efficiency",
+    "HardwareSpec",
+    "parse_spec",
+]
+
+SCHEMA = "tksim.hw/1"
+KINDS = ("gpu", "cpu")
+MATRIX_DTYPES = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4")
+
+# Bounds that no real device of this decade crosses: a value beyond them is a unit slip.
+_MAX_FLOPS = 1e17  # 100 PFLOP/s per device
+_MAX_BW = 1e15  # 1 PB/s
+_MAX_BYTES = 1e14  # 100 TB
+_MAX_LATENCY_S = 1e-1
+_MAX_OVERHEAD_S = 1.0
+
+
+@dataclass(frozen=True)
+class Compute:
+    """Arithmetic of the whole device at ``num_units`` units (SMs / CUs / cores).
+
+    ``matrix_flops_per_s`` is the dense matrix-engine peak per dtype (tensor cores, AMX, or the
+    FMA units for a CPU without one); ``vector_flops_per_s`` the SIMT / SIMD peak for elementwise
+    work. ``gemm_tile_m/n`` is the output tile one unit computes at a time (wave quantization).
+    """
+
+    num_units: int
+    clock_hz: float
+    matrix_flops_per_s: Mapping[str, float]
+    vector_flops_per_s: Mapping[str, float]
+    gemm_tile_m: int
+    gemm_tile_n: int
+
+    def matrix_peak(self, dtype: str) -> float:
+        """Dense matrix peak for ``dtype``, else that of the nearest wider dtype the spec lists."""
+        return _peak(self.matrix_flops_per_s, dtype)
+
+    def vector_peak(self, dtype: str) -> float:
+        return _peak(self.vector_flops_per_s, dtype)
+
+
+def _peak(table: Mapping[str, float], dtype: str) -> float:
+    order = {"fp4": "fp8", "fp8": "fp16", "int8": "fp16", "fp16": "bf16", "bf16": "fp32",
+             "tf32": "fp32", "fp32": "fp64", "int64": "fp32", "int32": "fp32", "bool": "fp32"}
+    seen = dtype
+    while seen not in table:
+        if seen not in order:
+            raise KeyError(f"no peak for dtype {dtype!r}")
+        seen = order[seen]
+    return table[seen]
+
+
+@dataclass(frozen=True)
+class MemoryLevel:
+    """One level of the memory hierarchy.
+
+    ``capacity_bytes`` and ``bandwidth_bytes_per_s`` are for the whole device. A level with
+    ``bandwidth_per_unit_bytes_per_s`` (CPU caches and DRAM seen from one core) is limited to
+    ``min(bandwidth, units * per_unit)`` when fewer units are used.
+    """
+
+    name: str
+    capacity_bytes: float
+    bandwidth_bytes_per_s: float
+    latency_s: float
+    bandwidth_per_unit_bytes_per_s: float | None = None
+    per_unit_capacity: bool = False
+
+
+@dataclass(frozen=True)
+class HostOverheads:
+    """Host-side costs around each op (seconds).
+
+    ``dispatch_s``: framework work per op (PyTorch eager dispatch, argument checks).
+    ``launch_s``: per kernel launch call. ``sync_s``: a host-device synchronization.
+    ``completion_s``: per op completion on the device side (stream bookkeeping, tail).
+    """
+
+    dispatch_s: float
+    launch_s: float
+    sync_s: float
+    completion_s: float
+
+
+@dataclass(frozen=True)
+class Link:
+    """A link to peers or to the host; ``bandwidth_bytes_per_s`` per direction, per device."""
+
+    name: str
+    kind: str
+    bandwidth_bytes_per_s: float
+    latency_s: float
+
+
+@dataclass(frozen=True)
+class Efficiency:
+    """Fractions of peak that well-shaped large kernels reach (calibrated per device)."""
+
+    matrix: float
+    vector: float
+    memory: float
+
+
+@dataclass(frozen=True)
+class HardwareSpec:
+    """A device: compute, memory hierarchy (innermost first), host overheads, links, power."""
+
+    name: str
+    kind: str
+    vendor: str
+    description: str
+    compute: Compute
+    memory: tuple[MemoryLevel, ...]
+    host: HostOverheads
+    links: tuple[Link, ...]
+    efficiency: Efficiency
+    tdp_w: float | None
+    sources: Mapping[str, str]
+    aliases: tuple[str, ...] = ()
+    path: str = ""
+    datasheet_units: int = 0
+    per_unit_scaled: bool = field(default=False, compare=False)
+
+    @property
+    def asynchronous(self) -> bool:
+        """GPUs run ahead of the host; a CPU device executes on the host's own cores."""
+        return self.kind == "gpu"
+
+    @property
+    def main_memory(self) -> MemoryLevel:
+        return self.memory[-1]
+
+    def memory_bandwidth(self, level: MemoryLevel) -> float:
+        """Bandwidth of ``level`` available to this spec's ``num_units`` units."""
+        if level.bandwidth_per_unit_bytes_per_s is None:
+            return level.bandwidth_bytes_per_s
+        units_bw = level.bandwidth_per_unit_bytes_per_s * self.compute.num_units
+        return min(level.bandwidth_bytes_per_s, units_bw)
+
+    def link(self, kind: str) -> Link | None:
+        return next((lk for lk in self.links if lk.kind == kind), None)
+
+    def with_units(self, num_units: int) -> HardwareSpec:
+        """The same device using ``num_units`` units (e.g. a CPU run on 1 of 64 cores)."""
+        if not 1 <= num_units <= self.datasheet_units:
+            raise InputError(
+                f"must be between 1 and {self.datasheet_units} for {self.name}, got {num_units}",
+                field="--cores/units",
+            )
+        scale = num_units / self.compute.num_units
+        compute = dataclasses.replace(
+            self.compute,
+            num_units=num_units,
+            matrix_flops_per_s={k: v * scale for k, v in self.compute.matrix_flops_per_s.items()},
+            vector_flops_per_s={k: v * scale for k, v in self.compute.vector_flops_per_s.items()},
+        )
+        memory = tuple(
+            dataclasses.replace(m, capacity_bytes=m.capacity_bytes * scale)
+            if m.per_unit_capacity
+            else m
+            for m in self.memory
+        )
+        return dataclasses.replace(self, compute=compute, memory=memory)
+
+
+def parse_spec(data: object, *, file: str) -> HardwareSpec:
+    """Build a :class:`HardwareSpec` from parsed YAML, validating every field (see module doc)."""
+    if not isinstance(data, Mapping):
+        raise InputError("expected a mapping at top level", source=file)
+    sources = _read_sources(data, file)
+    top = Reader(data, file=file, path="", sources=sources)
+    schema = top.text("schema")
+    if schema != SCHEMA:
+        raise top.error("schema", f"expected {SCHEMA!r}, got {schema!r}")
+    top.raw("sources", Mapping)
+    kind = top.text("kind", choices=KINDS)
+    compute = _read_compute(top.section("compute"))
+    spec = HardwareSpec(
+        name=top.text("name"),
+        kind=kind,
+        vendor=top.text("vendor"),
+        description=top.text("description", required=False) or "",
+        compute=compute,
+        memory=_read_memory(top),
+        host=_read_host(top.section("host")),
+        links=tuple(_read_link(r) for r in top.sections("links", required=False)),
+        efficiency=_read_efficiency(top.section("efficiency")),
+        tdp_w=_read_power(top.section("power", required=False)),
+        sources=sources,
+        aliases=tuple(top.raw("aliases", list, required=False) or ()),
+        path=file,
+        datasheet_units=compute.num_units,
+    )
+    top.finish()
+    return spec
+
+
+def _read_sources(data: Mapping, file: str) -> dict[str, str]:
+    sources = data.get("sources")
+    if not isinstance(sources, Mapping) or not sources:
+        raise InputError("missing or empty: every number must cite a source", source=file,
+                         field="sources")
+    for key, text in sources.items():
+        if not isinstance(text, str) or not text.strip():
+            raise InputError("a source must be a non-empty citation string", source=file,
+                             field=f"sources.{key}")
+    return dict(sources)
+
+
+def _read_compute(r: Reader) -> Compute:
+    num_units = int(r.quantity("num_units", Dimension.COUNT, high=1e6))
+    clock_hz = r.quantity("clock", Dimension.FREQUENCY, high=1e11)
+    tile = r.section("gemm_tile")
+    tile_m = int(tile.quantity("m", Dimension.COUNT, high=4096))
+    tile_n = int(tile.quantity("n", Dimension.COUNT, high=4096))
+    tile.finish()
+    per_cycle = num_units * clock_hz
+    compute = Compute(
+        num_units=num_units,
+        clock_hz=clock_hz,
+        matrix_flops_per_s=_read_peaks(r, "matrix", per_cycle),
+        vector_flops_per_s=_read_peaks(r, "vector", per_cycle),
+        gemm_tile_m=tile_m,
+        gemm_tile_n=tile_n,
+    )
+    r.finish()
+    return compute
+
+
+def _read_peaks(r: Reader, engine: str, units_times_clock: float) -> dict[str, float]:
+    """Peaks either per device (``matrix_peak: {bf16: 989 TFLOP/s}``) or per unit and cycle
+    (``matrix_flops_per_cycle_per_unit: {bf16: 1024}``), which scale with ``num_units``."""
+    device = r.section(f"{engine}_peak", required=False)
+    per_cycle = r.section(f"{engine}_flops_per_cycle_per_unit", required=False)
+    if (device is None) == (per_cycle is None):
+        raise r.error(f"{engine}_peak", f"give exactly one of {engine}_peak or "
+                      f"{engine}_flops_per_cycle_per_unit")
+    peaks: dict[str, float] = {}
+    if device is not None:
+        for dtype in device.unread():
+            _check_dtype(device, dtype)
+            peaks[dtype] = device.quantity(dtype, Dimension.FLOP_RATE, high=_MAX_FLOPS)
+        device.finish()
+    else:
+        for dtype in per_cycle.unread():
+            _check_dtype(per_cycle, dtype)
+            flops = per_cycle.quantity(dtype, Dimension.COUNT, high=1e5)
+            peaks[dtype] = flops * units_times_clock
+        per_cycle.finish()
+    if not peaks:
+        raise r.error(f"{engine}_peak", "lists no dtype")
+    return peaks
+
+
+def _check_dtype(r: Reader, dtype: str) -> None:
+    if dtype not in MATRIX_DTYPES:
+        raise r.error(dtype, f"unknown dtype; use one of {', '.join(MATRIX_DTYPES)}")
+
+
+def _read_memory(top: Reader) -> tuple[MemoryLevel, ...]:
+    levels = []
+    for r in top.sections("memory"):
+        level = MemoryLevel(
+            name=r.text("name"),
+            capacity_bytes=r.quantity("capacity", Dimension.BYTES, high=_MAX_BYTES),
+            bandwidth_bytes_per_s=r.quantity("bandwidth", Dimension.BANDWIDTH, high=_MAX_BW),
+            latency_s=r.quantity("latency", Dimension.TIME, high=_MAX_LATENCY_S),
+            bandwidth_per_unit_bytes_per_s=r.quantity(
+                "bandwidth_per_unit", Dimension.BANDWIDTH, high=_MAX_BW, required=False
+            ),
+            per_unit_capacity=bool(r.raw("per_unit_capacity", bool, required=False) or False),
+        )
+        r.finish()
+        levels.append(level)
+    if not levels:
+        raise top.error("memory", "needs at least one level (main memory last)")
+    for inner, outer in zip(levels, levels[1:], strict=False):
+        if outer.capacity_bytes < inner.capacity_bytes:
+            raise top.error("memory", f"levels must grow outward: {outer.name} is smaller "
+                            f"than {inner.name}")
+    return tuple(levels)
+
+
+def _read_host(r: Reader) -> HostOverheads:
+    host = HostOverheads(
+        dispatch_s=r.quantity("dispatch", Dimension.TIME, high=_MAX_OVERHEAD_S, allow_zero=True),
+        launch_s=r.quantity("launch", Dimension.TIME, high=_MAX_OVERHEAD_S, allow_zero=True),
+        sync_s=r.quantity("sync", Dimension.TIME, high=_MAX_OVERHEAD_S, allow_zero=True),
+        completion_s=r.quantity("completion", Dimension.TIME, high=_MAX_OVERHEAD_S,
+                                allow_zero=True),
+    )
+    r.finish()
+    return host
+
+
+def _read_link(r: Reader) -> Link:
+    link = Link(
+        name=r.text("name"),
+        kind=r.text("kind", choices=("nvlink", "pcie", "infinity_fabric", "upi", "infiniband",
+                                     "ethernet")),
+        bandwidth_bytes_per_s=r.quantity("bandwidth", Dimension.BANDWIDTH, high=_MAX_BW),
+        latency_s=r.quantity("latency", Dimension.TIME, high=_MAX_LATENCY_S),
+    )
+    r.finish()
+    return link
+
+
+def _read_efficiency(r: Reader) -> Efficiency:
+    eff = Efficiency(
+        matrix=r.quantity("matrix", Dimension.RATIO, high=1.0),
+        vector=r.quantity("vector", Dimension.RATIO, high=1.0),
+        memory=r.quantity("memory", Dimension.RATIO, high=1.0),
+    )
+    r.finish()
+    return eff
+
+
+def _read_power(r: Reader | None) -> float | None:
+    if r is None:
+        return None
+    tdp = r.quantity("tdp", Dimension.POWER, high=1e5)
+    r.finish()
+    return tdp
