@@ -77,3 +77,19 @@ def _compare_with_measurement(trace: Trace, results, specs) -> None:
             error = result.total_s / wall - 1
             print(f"predicted on {result.hw} ({THREADS} core, datasheet spec, not calibrated): "
                   f"{format_quantity(result.total_s, 's')} ({error:+.1%} vs measured wall)")
+            _per_op_errors(trace, result)
+
+
+def _per_op_errors(trace: Trace, result) -> None:
+    """Per category: how far the predicted t_i of each op is from its measured duration."""
+    from validation import summarize_errors  # validation builds on sim, not the reverse
+
+    measured = [op.measured_s or 0.0 for op in trace.ops]
+    ops = result.ops.assign(measured_s=measured)
+    ops = ops[(ops.measured_s > 0) & (ops.category != "view")]
+    print(f"  per-op error of the uncalibrated {result.hw} spec (predicted t_i vs measured):")
+    print(f"  {'category':<14}{'ops':>6}{'median APE':>12}{'p90 APE':>10}{'bias':>9}")
+    for category, group in ops.groupby("category", sort=True):
+        e = summarize_errors(group.t_s.to_numpy(), group.measured_s.to_numpy())
+        print(f"  {category:<14}{e.count:>6}{e.median_ape:>12.0%}{e.p90_ape:>10.0%}"
+              f"{e.bias:>+9.0%}")

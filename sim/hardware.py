@@ -303,10 +303,13 @@ def _read_memory(top: Reader) -> tuple[MemoryLevel, ...]:
         levels.append(level)
     if not levels:
         raise top.error("memory", "needs at least one level (main memory last)")
-    for inner, outer in zip(levels, levels[1:], strict=False):
-        if outer.capacity_bytes < inner.capacity_bytes:
-            raise top.error("memory", f"levels must grow outward: {outer.name} is smaller "
-                            f"than {inner.name}")
+    # Caches need not grow outward (Sapphire Rapids: 56 x 2 MiB of L2 exceed its 105 MB LLC),
+    # but main memory, listed last, holds everything.
+    main = levels[-1]
+    for inner in levels[:-1]:
+        if inner.capacity_bytes > main.capacity_bytes:
+            raise top.error("memory", f"main memory (the last level, {main.name}) must be the "
+                            f"largest, but {inner.name} is larger")
     return tuple(levels)
 
 

@@ -29,7 +29,23 @@ def test_gemm_wave_quantization_costs_a_full_wave(toy_gpu):
     full = MODEL.cost(make_op("gemm", "bf16", {"m": 128, "n": 64, "k": 4096}), toy_gpu)
     one_more = MODEL.cost(make_op("gemm", "bf16", {"m": 129, "n": 64, "k": 4096}), toy_gpu)
     # 2 tiles fill both units in 1 wave; 3 tiles need 2 waves: twice the time for 0.8% more work
+    assert full.t_calc_s == pytest.approx(2 * 64 * 64 * 4096 / 1e12)
     assert one_more.t_calc_s == pytest.approx(2 * full.t_calc_s)
+    assert one_more.detail["waves"] == 2 and one_more.detail["tile"] == "64x64"
+
+
+def test_small_gemm_uses_both_units(toy_gpu):
+    # a 64 x 32 output is one tile: narrower tiles (or split-K) put both units to work
+    cost = MODEL.cost(make_op("gemm", "bf16", {"m": 64, "n": 32, "k": 4096}), toy_gpu)
+    assert cost.detail["waves"] == 1 and cost.detail["tiles"] == 2
+    assert cost.t_calc_s == pytest.approx(2 * 64 * 32 * 4096 / 2 / 1e12)
+
+
+def test_split_k_fills_idle_units(toy_gpu):
+    # one 64x64 output tile, long k: split-K 2 puts both units to work
+    cost = MODEL.cost(make_op("gemm", "bf16", {"m": 64, "n": 64, "k": 8192}), toy_gpu)
+    assert cost.detail["split_k"] == 2 and cost.detail["waves"] == 1
+    assert cost.t_calc_s == pytest.approx(2 * 64 * 64 * 4096 / 1e12)
 
 
 def test_skinny_gemm_is_memory_bound_from_hbm(toy_gpu):
@@ -92,6 +108,11 @@ def test_cpu_bandwidth_per_core_limits_one_core(toy_cpu):
 ])
 def test_attention_pairs(s_q, s_k, causal, pairs):
     assert attention_pairs(s_q, s_k, causal) == pairs
+
+
+@pytest.mark.parametrize(("s_q", "s_k", "pairs"), [(4, 4, 10), (2, 8, 3), (8, 4, 10 + 4 * 4)])
+def test_attention_pairs_top_left_as_pytorch_is_causal(s_q, s_k, pairs):
+    assert attention_pairs(s_q, s_k, True, "top_left") == pairs
 
 
 def test_attention_causal_halves_the_work_of_a_long_sequence():

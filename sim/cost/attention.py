@@ -22,14 +22,18 @@ from sim.units import DTYPE_BYTES
 __all__ = ["attention_pairs", "attention_flops", "attention_bytes", "attention_time"]
 
 
-def attention_pairs(s_q: int, s_k: int, causal: bool) -> int:
+def attention_pairs(s_q: int, s_k: int, causal: bool, align: str = "bottom_right") -> int:
     """Number of (query, key) pairs that are computed.
 
-    Causal masks are aligned bottom-right (query i of s_q sits at key position s_k - s_q + i, the
-    FlashAttention-2 convention): with s_q == s_k that is the lower triangle, s(s+1)/2 pairs.
+    ``bottom_right`` (FlashAttention-2, decode with a KV cache): query i of s_q sits at key
+    position s_k - s_q + i. ``top_left`` (PyTorch SDPA ``is_causal=True``): query i sees keys
+    0..i. With s_q == s_k both are the lower triangle, s(s+1)/2 pairs.
     """
     if not causal:
         return s_q * s_k
+    if align == "top_left":
+        seen = min(s_q, s_k)  # queries past s_k see all s_k keys
+        return seen * (seen + 1) // 2 + (s_q - seen) * s_k
     first = s_k - s_q + 1  # keys seen by the first query
     if first >= 1:
         return s_q * first + s_q * (s_q - 1) // 2
@@ -38,7 +42,8 @@ def attention_pairs(s_q: int, s_k: int, causal: bool) -> int:
 
 def attention_flops(attrs: Mapping[str, Any]) -> float:
     b, h_q, s_q, s_k, d = (int(attrs[k]) for k in ("b", "h_q", "s_q", "s_k", "d"))
-    pairs = attention_pairs(s_q, s_k, bool(attrs.get("causal", False)))
+    pairs = attention_pairs(s_q, s_k, bool(attrs.get("causal", False)),
+                            str(attrs.get("causal_align", "bottom_right")))
     return 4.0 * b * h_q * d * pairs
 
 
