@@ -9,6 +9,8 @@ Actors (SimPy processes), per rank:
 - one **device stream** per stream id executes its ops in issue order (CUDA stream semantics). An
   op starts when it has been issued, the previous op on its stream has ended, and every op it
   depends on has ended; it then occupies the stream for t_calc + t_post.
+- on a CPU device the host and the device are the same cores: a single actor per rank issues each
+  op and runs it to its end (t_pre, then t_calc + t_post) before the next.
 
 Lifecycle of an op: *issued* (host finished t_pre) -> *started* (stream free, deps done) ->
 *ended*. Events are created lazily, only when an actor must wait, so a device-bound trace costs
@@ -68,12 +70,43 @@ class _Engine:
         for i, op in enumerate(self.ops):
             by_rank[op.rank].append(i)
             by_stream[(op.rank, op.stream)].append(i)
-        for rank in sorted(by_rank):
-            self.env.process(self._host(by_rank[rank]))
-        for key in sorted(by_stream):
-            self.env.process(self._stream(by_stream[key]))
+        if self.synchronous:  # the host's cores are the device: one actor per rank
+            for rank in sorted(by_rank):
+                self.env.process(self._synchronous_host(by_rank[rank]))
+        else:
+            for rank in sorted(by_rank):
+                self.env.process(self._host(by_rank[rank]))
+            for key in sorted(by_stream):
+                self.env.process(self._stream(by_stream[key]))
         self.env.run()
         return self.timeline
+
+    def _synchronous_host(self, order: list[int]):
+        """A CPU device: the host issues each op and runs it to the end before the next, so an
+        op starts the moment it is issued (every earlier op of the rank has ended)."""
+        tl, env = self.timeline, self.env
+        waited_on, previous = -1, {}
+        for i in order:
+            for dep in self.ops[i].deps:  # only ops of other ranks can still be running
+                j = self.index[dep]
+                if tl.end[j] < 0.0:
+                    yield self._wait_done(j)
+                    waited_on = j
+            tl.host_start[i] = env.now
+            tl.host_waited_on[i], waited_on = waited_on, -1
+            tl.issue[i] = tl.start[i] = env.now + self.t_pre[i]
+            stream = self.ops[i].stream
+            tl.prev_on_stream[i] = previous.get(stream, -1)
+            self._explain_start(i, tl.prev_on_stream[i])
+            if self.t_pre[i] + self.t_dev[i] > 0.0:
+                yield env.timeout(self.t_pre[i] + self.t_dev[i])
+            tl.end[i] = env.now
+            waiter = self._done_waiters.pop(i, None)
+            if waiter is not None:
+                waiter.succeed()
+            previous[stream] = i
+            if tl.end[i] > tl.issue[i]:
+                waited_on = i  # the host was busy running op i until it ended
 
     # -- actors ----------------------------------------------------------------------------
     def _host(self, order: list[int]):
