@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from plotly.offline import get_plotlyjs
+from report_scenario import tiny_result
 
 from sim.errors import InputError
 from sim.report import write_html
@@ -23,34 +24,6 @@ from sim.report.timeline import TIMELINE_MAX_OPS, select_timeline_ops
 from sim.result import COLUMNS, SimResult
 
 US = 1e-6
-# name, category, module, layer, stream, host_start, issue, start, end, t_pre, t_calc, t_post (us)
-_OPS = [
-    ("aten::embedding", "embedding", "model.embed_tokens", -1, 0, 0, 2, 2, 7, 2, 4, 1),
-    ("aten::mm", "gemm", "model.layers.0.attn.q_proj", 0, 0, 2, 4, 7, 17, 2, 9, 1),
-    ("nccl:all_reduce", "collective", "model.layers.0.attn", 0, 1, 4, 5, 17, 27, 1, 10, 0),
-    ("aten::silu", "elementwise", "model.layers.1.mlp.act", 1, 0, 5, 6, 17, 20, 1, 3, 0),
-    ("aten::mm", "gemm", "model.layers.1.mlp.down_proj", 1, 0, 6, 8, 20, 30, 2, 9.5, 0.5),
-]
-_CRIT = [(2, 4, 1), (0, 9, 1), (0, 0, 0), (0, 3, 0), (0, 9.5, 0.5)]  # crit_pre/calc/post (us)
-
-
-def tiny_result(hw: str) -> SimResult:
-    rows = []
-    for k, (op, crit) in enumerate(zip(_OPS, _CRIT, strict=True)):
-        name, cat, module, layer, stream, hs, iss, st, en, pre, calc, post = op
-        rows.append({
-            "id": k, "name": name, "category": cat, "module": module, "phase": "forward",
-            "layer": layer, "stream": stream, "rank": 0, "host_start_s": hs * US,
-            "issue_s": iss * US, "start_s": st * US, "end_s": en * US, "t_pre_s": pre * US,
-            "t_calc_s": calc * US, "t_post_s": post * US, "t_s": (pre + calc + post) * US,
-            "bound": "compute" if cat == "gemm" else "memory", "flops": 2e9 if cat == "gemm" else 0,
-            "bytes": 4e6, "waited_for": "stream", "critical": any(crit),
-            "crit_pre_s": crit[0] * US, "crit_calc_s": crit[1] * US, "crit_post_s": crit[2] * US,
-        })
-    return SimResult(ops=pd.DataFrame(rows, columns=list(COLUMNS)), total_s=30 * US, hw=hw,
-                     hw_kind="gpu", trace_meta={"name": "toy"}, peak_flops_per_s=1e15,
-                     peak_bytes_per_s=3e12)
-
 
 def synthetic_result(num_ops: int, hw: str = "big-gpu", seed: int = 0) -> SimResult:
     """A serial chain: the host runs ahead (t_pre 1 us), so T = t_pre[0] + sum(t_calc + t_post)."""
