@@ -56,14 +56,28 @@ def _add_specs(sub) -> None:
 
 
 def _add_capture(sub) -> None:
-    p = sub.add_parser("capture", help="capture an op trace from a real PyTorch run on this CPU")
-    p.add_argument("--model", default="gpt2-tiny", help="built-in model name")
-    p.add_argument("--phase", default="prefill", choices=("prefill",))
+    p = sub.add_parser("capture", help="capture an op trace of a PyTorch model: measured on this "
+                       "CPU (--real) or on fake tensors, any size (--fake)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--model", help="built-in model name (default gpt2-tiny)")
+    source.add_argument("--hf-config", help="a HF transformers config.json (random weights)")
+    p.add_argument("--phase", default="prefill", choices=("prefill", "decode", "train"))
     p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--seq", type=int, default=64)
+    p.add_argument("--seq", type=int, default=64, help="tokens per sequence (prefill, train)")
+    p.add_argument("--context", type=int, help="tokens already in the KV cache (decode)")
     p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--real", dest="mode", action="store_const", const="real",
+                      help="run on this CPU and time every op (default)")
+    mode.add_argument("--fake", dest="mode", action="store_const", const="fake",
+                      help="fake tensors: any model size, no memory, no timings")
+    p.add_argument("--layers", type=int, help="keep only the first N layers (quick looks)")
+    p.add_argument("--moe-skew", type=float, help="MoE routing skew (default: balanced)")
     p.add_argument("--threads", type=int, default=1, help="torch threads while timing")
+    p.add_argument("--repeat", type=int, default=1, help="recorded runs; median per op")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("-o", "--output", required=True, help="trace file (.json or .json.gz)")
+    p.set_defaults(mode="real")
 
 
 def _add_simulate(sub) -> None:

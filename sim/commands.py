@@ -63,13 +63,19 @@ def _specs(args: argparse.Namespace) -> None:
 def _capture(args: argparse.Namespace) -> None:
     from sim.trace import write_trace
 
+    if not Path(args.output).resolve().parent.is_dir():
+        raise InputError("output directory does not exist", source=args.output)
     capture_model = _workloads().capture_model
-    trace = capture_model(args.model, batch=args.batch, seq=args.seq, dtype=args.dtype,
-                          threads=args.threads)
+    trace = capture_model(
+        args.model if args.model or args.hf_config else "gpt2-tiny", hf_config=args.hf_config,
+        phase=args.phase, batch=args.batch, seq=args.seq, context=args.context, dtype=args.dtype,
+        mode=args.mode, threads=args.threads, repeat=args.repeat, layers=args.layers,
+        moe_skew=args.moe_skew, progress=args.progress,
+    )
     write_trace(trace, args.output)
-    wall = trace.meta.get("measured_wall_s")
+    wall = trace.meta.get("unrecorded_wall_s") or trace.meta.get("measured_wall_s")
     extra = f", measured wall {format_quantity(wall, 's')}" if wall else ""
-    print(f"captured {len(trace)} ops of {args.model} -> {args.output}{extra}")
+    print(f"captured {len(trace)} ops ({args.mode}, {args.phase}) -> {args.output}{extra}")
 
 
 def _workloads():

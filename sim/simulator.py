@@ -26,10 +26,11 @@ from collections.abc import Sequence
 
 import simpy
 
-from sim.cost import CostModel, OpCost, RooflineCostModel, cost_ops
+from sim.cost import CostModel, MeasuredCostModel, OpCost, RooflineCostModel, cost_ops
 from sim.critical_path import critical_path
 from sim.hardware import HardwareSpec
 from sim.result import SimResult
+from sim.retarget import foreach_optimizer
 from sim.timeline import build_records
 from sim.trace import Op, Trace
 
@@ -180,10 +181,18 @@ def simulate(
     *,
     cost_model: CostModel | None = None,
     costs: Sequence[OpCost] | None = None,
+    retarget: bool = True,
 ) -> SimResult:
     """Run ``trace`` on ``spec``: cost every op (or use ``costs``), simulate, find the critical
-    path, and return per-op records with the makespan T (see :class:`sim.result.SimResult`)."""
+    path, and return per-op records with the makespan T (see :class:`sim.result.SimResult`).
+
+    With ``retarget`` (and no given ``costs``), a trace is first mapped to the kernels the target
+    would run (:mod:`sim.retarget`: per-parameter optimizer ops become foreach groups on a GPU).
+    """
     model = cost_model or RooflineCostModel()
+    if retarget and costs is None and spec.asynchronous and not isinstance(
+            model, MeasuredCostModel):
+        trace = foreach_optimizer(trace)
     if costs is None:
         costs = cost_ops(trace.ops, spec, model)
     timeline = _Engine(trace.ops, costs, synchronous=not spec.asynchronous).run()

@@ -1,0 +1,109 @@
+"""Retargeting a trace to the kernels another device would run for the same work.
+
+A trace captured on a CPU-only torch carries CPU kernel choices. Most ops mean the same work on any
+device (a GEMM is a GEMM; CPU flash attention carries FlashAttention's attrs), but the optimizer
+does not: on a CPU, PyTorch's AdamW runs a sequence of small ops per parameter, while on a GPU its
+default ``foreach`` implementation applies each step of that sequence to a list of parameters at
+once, in a few multi-tensor kernels (``torch.optim.AdamW(foreach=None)`` picks foreach on CUDA:
+PyTorch docs, torch.optim, "Algorithms" / foreach and fused implementations).
+
+:func:`foreach_optimizer` rewrites the optimizer ops of a trace that way: the k-th op of every
+parameter's sequence becomes one op over all parameters, with the summed FLOPs and bytes and one
+kernel per ``MAX_TENSORS_PER_LAUNCH`` tensors (multi_tensor_apply launches a kernel per batch of
+tensor lists; ATen ``MultiTensorApply.cuh``, ``depth_to_max_tensors`` = 36 for 4 lists: param,
+grad, exp_avg, exp_avg_sq).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import replace
+
+from sim.errors import InputError
+from sim.trace import Op, Trace, check_graph
+
+__all__ = ["foreach_optimizer", "MAX_TENSORS_PER_LAUNCH"]
+
+MAX_TENSORS_PER_LAUNCH = 36
+
+
+def foreach_optimizer(trace: Trace) -> Trace:
+    """The trace with per-parameter optimizer ops grouped into foreach ops (see module doc).
+
+    Ops are grouped when their ``attrs`` name an ``optimizer`` and a ``param``; the k-th op of each
+    parameter's sequence (same op name) joins group k. A trace without such ops is returned as is.
+    """
+    steps = _optimizer_steps(trace.ops)
+    if not steps:
+        return trace
+    members = {op.id for group in steps.values() for op in group}
+    fused = _fused_ops(steps, members, first_id=max(op.id for op in trace.ops) + 1)
+    last = max(i for i, op in enumerate(trace.ops) if op.id in members)
+    before, moved = _split_before(trace.ops[:last], members)
+    after = _redirect_deps([*moved, *trace.ops[last + 1:]], members, fused[-1].id)
+    ops = (*before, *fused, *after)
+    try:
+        check_graph(ops)
+    except InputError:  # an op the optimizer reads was computed from its own updates: keep as is
+        return trace
+    return Trace(ops=ops, meta={**trace.meta, "retargeted": "foreach optimizer"})
+
+
+def _split_before(ops, members: set[int]) -> tuple[list[Op], list[Op]]:
+    """Non-optimizer ops before the last optimizer op: those that do not depend (transitively)
+    on an optimizer op stay before the fused block; the others move after it, in order."""
+    tainted, before, moved = set(members), [], []
+    for op in ops:
+        if op.id in members:
+            continue
+        if any(d in tainted for d in op.deps):
+            tainted.add(op.id)
+            moved.append(op)
+        else:
+            before.append(op)
+    return before, moved
+
+
+def _optimizer_steps(ops: tuple[Op, ...]) -> dict[tuple[int, str], list[Op]]:
+    """(step index within a parameter's sequence, op name) -> the ops of that step."""
+    seen: dict[str, int] = defaultdict(int)
+    steps: dict[tuple[int, str], list[Op]] = defaultdict(list)
+    for op in ops:
+        param = op.attrs.get("param") if op.attrs.get("optimizer") else None
+        if param is None:
+            continue
+        steps[(seen[param], op.name)].append(op)
+        seen[param] += 1
+    return dict(sorted(steps.items()))
+
+
+def _fused_ops(steps, members: set[int], first_id: int) -> list[Op]:
+    fused: list[Op] = []
+    for k, ((_, name), group) in enumerate(steps.items()):
+        external = {d for op in group for d in op.deps if d not in members}
+        deps = sorted(external | ({fused[-1].id} if fused else set()))
+        first = group[0]
+        fused.append(Op(
+            id=first_id + k, name=name.replace("aten::", "aten::_foreach_"),
+            category=first.category, dtype=first.dtype, phase=first.phase,
+            flops=sum(op.flops for op in group),
+            bytes_read=sum(op.bytes_read for op in group),
+            bytes_written=sum(op.bytes_written for op in group),
+            deps=tuple(deps), stream=first.stream, rank=first.rank, module="optimizer",
+            num_kernels=math.ceil(len(group) / MAX_TENSORS_PER_LAUNCH),
+            attrs={"optimizer": first.attrs["optimizer"], "num_tensors": len(group),
+                   "foreach": True},
+        ))
+    return fused
+
+
+def _redirect_deps(ops: list[Op], members: set[int], last_fused: int) -> list[Op]:
+    """Ops that depended on an optimizer op now depend on the last fused op instead."""
+    out = []
+    for op in ops:
+        if any(d in members for d in op.deps):
+            deps = sorted({d for d in op.deps if d not in members} | {last_fused})
+            op = replace(op, deps=tuple(deps))
+        out.append(op)
+    return out

@@ -1,0 +1,41 @@
+"""Retargeting per-parameter optimizer ops (CPU kernels) to foreach groups (GPU kernels)."""
+
+from __future__ import annotations
+
+from sim.retarget import foreach_optimizer
+from sim.trace import Op, Trace, check_graph
+
+
+def _adamw_trace(num_params: int) -> Trace:
+    ops = [Op(id=0, name="aten::mm", category="gemm", flops=100.0, phase="backward")]
+    for p in range(num_params):  # two steps per parameter, each reading the gradient (op 0)
+        for step, name in enumerate(("aten::mul_", "aten::addcdiv_")):
+            ops.append(Op(id=len(ops), name=name, category="elementwise", phase="optimizer",
+                          flops=10.0, bytes_read=40.0, bytes_written=20.0,
+                          deps=(0,) if step == 0 else (len(ops) - 1,),
+                          attrs={"optimizer": "adamw", "param": f"w{p}"}))
+    ops.append(Op(id=len(ops), name="aten::add", category="elementwise", deps=(len(ops) - 1,)))
+    return Trace(tuple(ops))
+
+
+def test_groups_each_step_over_all_parameters():
+    trace = foreach_optimizer(_adamw_trace(40))
+    names = [op.name for op in trace.ops]
+    assert names == ["aten::mm", "aten::_foreach_mul_", "aten::_foreach_addcdiv_", "aten::add"]
+    mul = trace.ops[1]
+    assert mul.flops == 400.0 and mul.bytes_read == 1600.0 and mul.bytes_written == 800.0
+    assert mul.num_kernels == 2  # 40 tensors, 36 per launch
+    assert mul.deps == (0,) and trace.ops[2].deps == (mul.id,)
+    assert trace.ops[3].deps == (trace.ops[2].id,)  # redirected from the last per-param op
+    check_graph(trace.ops)
+
+
+def test_work_is_conserved():
+    before, after = _adamw_trace(7), foreach_optimizer(_adamw_trace(7))
+    assert sum(op.flops for op in before.ops) == sum(op.flops for op in after.ops)
+    assert sum(op.bytes_read for op in before.ops) == sum(op.bytes_read for op in after.ops)
+
+
+def test_trace_without_optimizer_is_unchanged():
+    trace = Trace((Op(id=0, name="aten::mm", category="gemm"),))
+    assert foreach_optimizer(trace) is trace
