@@ -72,9 +72,12 @@ def _add_capture(sub) -> None:
     mode.add_argument("--fake", dest="mode", action="store_const", const="fake",
                       help="fake tensors: any model size, no memory, no timings")
     p.add_argument("--layers", type=int, help="keep only the first N layers (quick looks)")
-    p.add_argument("--moe-skew", type=float, help="MoE routing skew (default: balanced)")
+    p.add_argument("--moe-skew", type=float,
+                   help="MoE routing: Zipf exponent of tokens over experts (0 = balanced, default)")
     p.add_argument("--threads", type=int, default=1, help="torch threads while timing")
     p.add_argument("--repeat", type=int, default=1, help="recorded runs; median per op")
+    p.add_argument("--warmup", type=int, default=1, help="un-recorded runs first (real mode)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights and inputs")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("-o", "--output", required=True, help="trace file (.json or .json.gz)")
     p.set_defaults(mode="real")

@@ -69,7 +69,8 @@ def _capture(args: argparse.Namespace) -> None:
     trace = capture_model(
         args.model if args.model or args.hf_config else "gpt2-tiny", hf_config=args.hf_config,
         phase=args.phase, batch=args.batch, seq=args.seq, context=args.context, dtype=args.dtype,
-        mode=args.mode, threads=args.threads, repeat=args.repeat, layers=args.layers,
+        mode=args.mode, threads=args.threads, repeat=args.repeat, warmup=args.warmup,
+        seed=args.seed, layers=args.layers,
         moe_skew=args.moe_skew, progress=args.progress,
     )
     write_trace(trace, args.output)

@@ -206,9 +206,14 @@ def test_bad_phase_is_an_input_error():
 
 def test_unknown_model_names_the_known_ones():
     with pytest.raises(InputError) as error:
-        capture_model("gpt3")
+        capture_model("falcon")
     assert error.value.field == "--model"
     assert all(name in str(error.value) for name in MODELS)
+
+
+def test_misspelled_model_suggests_the_closest():
+    with pytest.raises(InputError, match="did you mean llama-2-7b"):
+        capture_model("llama2-7b")
 
 
 @pytest.mark.parametrize(("kwargs", "field"), [
@@ -224,3 +229,48 @@ def test_bad_arguments_are_input_errors(kwargs, field):
     with pytest.raises(InputError) as error:
         capture_model("gpt2-tiny", **kwargs)
     assert error.value.field == field
+
+
+class _Conv(nn.Module):
+    def __init__(self, groups: int):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 8, kernel_size=3, padding=1, groups=groups)
+
+    def forward(self, x):  # x: (2, 4, 16, 16) -> (2, 8, 16, 16)
+        return self.conv(x)
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_convolution_flops_agree_with_torch_flop_counter(groups):
+    """Forward 2 x N x 16 x 16 positions x C_out x (C_in / g) x 3 x 3; backward (the weight's
+    gradient only: x needs none) the same. torch.utils.flop_counter agrees on the forward, and on
+    the backward for g = 1 (its weight-gradient formula ignores groups: g times too many)."""
+    module, x = _Conv(groups), torch.randn(2, 4, 16, 16)
+    trace = capture_module(module, (x,), phase="train", loss_fn=lambda y: y.sum())
+    conv = [op for op in trace.ops if op.attrs.get("conv")]
+    forward = 2 * (2 * 16 * 16) * 8 * (4 // groups) * 9
+    assert [(op.phase, op.flops) for op in conv] == [("forward", forward), ("backward", forward)]
+    assert conv[0].attrs == {"b": 1, "m": 2 * 16 * 16, "n": 8, "k": (4 // groups) * 9,
+                             "conv": True}
+    counter = FlopCounterMode(display=False)
+    with counter:
+        y = module(x)
+    assert counter.get_total_flops() == forward
+    with counter:  # counts afresh
+        y.sum().backward()
+    if groups == 1:
+        assert counter.get_total_flops() == conv[1].flops
+
+
+class _Layouts(nn.Module):
+    def forward(self, x):  # x: (4, 6)
+        a = x.t().contiguous()  # a strided read: the copy's kernel gathers columns
+        b = x.contiguous()  # already dense: no op
+        return a.sum() + (b * 2).sum() + x[:, :3].exp().sum()  # a slice of rows is strided
+
+
+def test_non_dense_inputs_of_copies_and_elementwise_ops_are_marked():
+    trace = capture_module(_Layouts(), torch.randn(4, 6))
+    marked = {op.name for op in trace.ops if op.attrs.get("contiguous") is False}
+    assert marked == {"aten::clone", "aten::exp"}
+    assert all("contiguous" not in op.attrs for op in trace.ops if op.name == "aten::mul")

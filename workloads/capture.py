@@ -1,122 +1,187 @@
-"""Capture a trace from a real PyTorch run on this machine's CPU.
+"""Capture a trace of a PyTorch program: a built-in / HF-config model or any ``nn.Module``.
 
-:func:`capture_module` runs any ``nn.Module`` forward under ``torch.no_grad()``: ``warmup``
-un-recorded forwards, then ``repeat`` recorded ones (``workloads.recorder.OpRecorder`` with
-``workloads.module_path.ModulePath``). Each op's ``measured_s`` is its median over the recorded
-forwards, which must issue the same ops. :func:`capture_model` does this for a built-in model's
-prefill (one forward over b x s random token ids).
+:func:`capture_model` validates a request (``workloads.request``), refuses a real run that would
+not fit in memory (``workloads.memory``), builds the model (in a fake mode for ``mode="fake"``,
+``workloads.fake``; MoE routing made static, ``workloads.moe``), and records one step of a phase
+(``workloads.phases``: prefill, decode, train). :func:`capture_module` records a forward or a
+training step of any module (built in ``workloads.fake.fake_mode()`` for a fake capture).
+
+Recording: ``warmup`` un-recorded steps, then ``repeat`` recorded ones, each under a
+``workloads.recorder.OpRecorder`` on top of the tensor mode, with
+``workloads.module_path.ModulePath`` for module paths. Each op's ``measured_s`` is its median over
+the recorded steps, which must issue the same ops. Fake captures are not timed: one recorded step,
+no warm-up.
 
 Timing: torch runs on ``threads`` intra-op threads (restored afterwards); on shared cores, keep it
-at 1 and use ``repeat`` > 1. ``meta["measured_wall_s"]`` is the wall time of a recorded forward,
-recorder overhead included; ``meta["unrecorded_wall_s"]`` that of the fastest warm-up forward.
+at 1 and use ``repeat`` > 1. ``meta["measured_wall_s"]`` is the wall time of a recorded step,
+recorder overhead included; ``meta["unrecorded_wall_s"]`` that of the fastest warm-up step.
 """
 
 from __future__ import annotations
 
 import os
-import platform
 import statistics
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from sim.errors import InputError
-from sim.trace import PHASES, Op, Trace
-from workloads.models import TORCH_DTYPES_BY_NAME, build_model, max_positions, model_config
+from sim.trace import Op, Trace
+from workloads.capture_env import host_description, torch_threads
+from workloads.fake import entered, fake_mode, fake_mode_of
+from workloads.hf_static import static_hf_checks
+from workloads.memory import check_fits, estimate_bytes
+from workloads.models import TORCH_DTYPES_BY_NAME, build_model, is_encoder, num_experts
 from workloads.module_path import ModulePath
+from workloads.moe import apply_static_routing
+from workloads.phases import Decode, Forward, Program, Train, token_ids
+from workloads.progress import Stages
 from workloads.recorder import OpRecorder
+from workloads.request import (
+    MAX_BATCH,
+    MAX_REAL_TOKENS,
+    MAX_REPEATS,
+    CaptureRequest,
+    check_int,
+    make_request,
+)
 
 __all__ = ["capture_model", "capture_module", "MAX_BATCH", "MAX_REAL_TOKENS"]
 
-#: Largest batch accepted: beyond it a request is a typo, not a workload.
-MAX_BATCH = 4096
-#: Largest b*s of a real capture: the forward materializes b*s*V logits in this machine's memory
-#: (GPT-2: 16384 tokens x 50257 x 4 B = 3.3 GB). Larger runs are for fake-tensor capture.
-MAX_REAL_TOKENS = 16384
-_MAX_REPEATS = 1000
+#: Phases of ``capture_module``: a forward without autograd, or a training step.
+MODULE_PHASES = ("forward", "train")
 
 
-def capture_model(name: str, *, batch: int = 1, seq: int = 64, dtype: str = "fp32",
-                  threads: int = 1, warmup: int = 1, seed: int = 0, repeat: int = 1) -> Trace:
-    """Trace the prefill forward of built-in model ``name`` over ``batch`` x ``seq`` tokens.
+def capture_model(name: str | None = None, *, hf_config: str | Path | None = None,
+                  phase: str = "prefill", batch: int = 1, seq: int = 64,
+                  context: int | None = None, dtype: str = "fp32", mode: str = "real",
+                  threads: int = 1, warmup: int = 1, repeat: int = 1, seed: int = 0,
+                  layers: int | None = None, moe_skew: float | None = None,
+                  progress: bool = False) -> Trace:
+    """Trace one step of ``phase`` of built-in model ``name`` or of the HF ``config.json`` at
+    ``hf_config``, with random weights and token ids drawn from ``seed``.
 
-    Weights and token ids are random, drawn from ``seed``. Raises :class:`InputError` for an
-    unknown model, a bad batch / seq / dtype / threads / warmup / seed / repeat.
+    prefill: a forward over ``batch`` x ``seq`` tokens; decode: one new token per sequence after
+    ``context`` tokens (default ``seq``) in the KV cache; train: forward with labels, backward,
+    AdamW step. ``mode="fake"`` captures any size without allocating it (no ``measured_s``);
+    ``layers`` overrides the number of layers; ``moe_skew`` the MoE routing assumption (Zipf
+    exponent, 0 = balanced, the default). Bad input: :class:`InputError` naming the flag.
     """
-    config = model_config(name)
-    _check_int("--batch", batch, 1, MAX_BATCH)
-    _check_int("--seq", seq, 1, max_positions(config) or MAX_REAL_TOKENS,
-               why="the model's maximum positions")
-    if batch * seq > MAX_REAL_TOKENS:
-        raise InputError(f"batch x seq = {batch * seq} tokens is more than a real capture on this "
-                         f"CPU allows ({MAX_REAL_TOKENS})", field="--batch")
-    if dtype not in TORCH_DTYPES_BY_NAME:
-        raise InputError(f"unsupported dtype {dtype!r}; one of {', '.join(TORCH_DTYPES_BY_NAME)}",
-                         field="--dtype")
-    _check_int("--seed", seed, 0, 2**63 - 1)
-    model = build_model(config, dtype=dtype, seed=seed)
-    generator = torch.Generator().manual_seed(seed)
-    input_ids = torch.randint(0, config.vocab_size, (batch, seq), generator=generator)  # (b, s)
-    meta = {"model": name, "phase": "prefill", "batch": batch, "seq": seq, "dtype": dtype,
-            "seed": seed}
-    return capture_module(model, (input_ids,), name=name, threads=threads, warmup=warmup,
-                          repeat=repeat, meta=meta)
+    request = make_request(name, hf_config=hf_config, phase=phase, batch=batch, seq=seq,
+                           context=context, dtype=dtype, mode=mode, threads=threads,
+                           warmup=warmup, repeat=repeat, seed=seed, layers=layers,
+                           moe_skew=moe_skew)
+    if request.mode == "real":
+        _check_memory(request)
+    fake = fake_mode() if request.mode == "fake" else None
+    warmup, repeat = (0, 1) if fake is not None else (request.warmup, request.repeat)
+    stages = Stages(total=2 + warmup + repeat, desc=f"capture {request.name} {request.phase}",
+                    enabled=progress)
+    try:
+        with entered(fake):
+            with stages.stage("build"):
+                model = build_model(request.config, dtype=request.dtype, seed=request.seed)
+                if request.routing is not None:
+                    apply_static_routing(model, request.routing)
+            program = _program(request, model)
+            ops, timing = _capture(program, threads=request.threads, warmup=warmup,
+                                   repeat=repeat, stages=stages)
+    finally:
+        stages.close()
+    meta = {**_request_meta(request, model), **program.meta(), "warmup": warmup,
+            "repeat": repeat}
+    return _trace(ops, timing, name=request.name, mode=request.mode, threads=request.threads,
+                  meta=meta)
 
 
 def capture_module(module: nn.Module, example_inputs: Any, *, name: str = "custom",
                    threads: int = 1, warmup: int = 1, repeat: int = 1, phase: str = "forward",
-                   meta: Mapping[str, Any] | None = None) -> Trace:
+                   meta: Mapping[str, Any] | None = None,
+                   loss_fn: Callable[[Any], torch.Tensor] | None = None,
+                   progress: bool = False) -> Trace:
     """Trace ``module(*example_inputs)`` (a tuple / list of arguments, a dict of keyword
-    arguments, or one tensor) under ``torch.no_grad()``; ``meta`` is merged into the trace's meta.
+    arguments, or one tensor): ``phase="forward"`` under ``torch.no_grad()``, or ``"train"``:
+    forward, ``loss_fn(output)`` (default: the output itself if a scalar, else its ``.loss``),
+    backward, AdamW step. A module built in ``workloads.fake.fake_mode()`` is captured fake.
+    ``meta`` is merged into the trace's meta.
     """
     args, kwargs = _as_call(example_inputs)
-    _check_int("--threads", threads, 1, os.cpu_count() or 1, why="this machine's CPU count")
-    _check_int("--warmup", warmup, 0, _MAX_REPEATS)
-    _check_int("--repeat", repeat, 1, _MAX_REPEATS)
-    if phase not in PHASES:
-        raise InputError(f"unknown phase {phase!r}; one of {', '.join(PHASES)}", field="phase")
-    with _torch_threads(threads), torch.no_grad():
-        unrecorded_s = [_forward_s(module, args, kwargs) for _ in range(warmup)]
-        runs = [_record(module, args, kwargs, phase) for _ in range(repeat)]
-    ops = _median_times([ops for ops, _ in runs])
-    measured = [op.measured_s for op in ops]
-    real = all(m is not None for m in measured)
-    return Trace(ops=tuple(ops), meta={
-        "model": name,
-        "phase": phase,
-        "mode": "real" if real else "fake",
-        "captured_on": _host_description(),
-        "torch_version": torch.__version__,
-        "threads": threads,
-        "warmup": warmup,
-        "repeat": repeat,
+    check_int("--threads", threads, 1, os.cpu_count() or 1, why="this machine's CPU count")
+    check_int("--warmup", warmup, 0, MAX_REPEATS)
+    check_int("--repeat", repeat, 1, MAX_REPEATS)
+    if phase not in MODULE_PHASES:
+        raise InputError(f"unknown phase {phase!r}; one of {', '.join(MODULE_PHASES)}",
+                         field="phase")
+    fake = fake_mode_of(module, (args, kwargs))
+    warmup, repeat = (0, 1) if fake is not None else (warmup, repeat)
+    program = (Train(module, lambda: (args, kwargs), loss_fn or _default_loss)
+               if phase == "train" else Forward(module, lambda: (args, kwargs)))
+    stages = Stages(total=1 + warmup + repeat, desc=f"capture {name}", enabled=progress)
+    try:
+        with entered(fake):
+            ops, timing = _capture(program, threads=threads, warmup=warmup, repeat=repeat,
+                                   stages=stages)
+    finally:
+        stages.close()
+    all_meta = {"phase": phase, **program.meta(), "warmup": warmup, "repeat": repeat,
+                **(meta or {})}
+    return _trace(ops, timing, name=name, mode="fake" if fake else "real", threads=threads,
+                  meta=all_meta)
+
+
+def _program(request: CaptureRequest, model: nn.Module) -> Program:
+    """The step of ``request.phase`` for an HF model (inputs made inside the tensor mode)."""
+    vocab, b, s, seed = request.config.vocab_size, request.batch, request.seq, request.seed
+    decoder = {} if is_encoder(request.config) else {"use_cache": request.phase == "prefill"}
+    if request.phase == "decode":
+        return Decode(model, batch=b, context=request.context, seed=seed)
+
+    def inputs() -> tuple[tuple, dict]:
+        ids = token_ids(vocab, b, s, seed)  # (b, s)
+        if request.phase == "train":
+            return (), {"input_ids": ids, "labels": ids, **decoder}
+        return (ids,), decoder
+
+    if request.phase == "train":
+        return Train(model, inputs, lambda output: output.loss)
+    return Forward(model, inputs)
+
+
+def _capture(program: Program, *, threads: int, warmup: int, repeat: int,
+             stages: Stages) -> tuple[list[Op], dict[str, float | None]]:
+    """prepare, ``warmup`` un-recorded steps, ``repeat`` recorded ones: ops and wall times."""
+    with torch_threads(threads), static_hf_checks():
+        with stages.stage("prepare"):
+            program.prepare()
+        unrecorded_s = []
+        for i in range(warmup):
+            with stages.stage(f"warm-up {i + 1}/{warmup}"):
+                start = time.perf_counter()
+                program.run(None)
+                unrecorded_s.append(time.perf_counter() - start)
+        runs = []
+        for i in range(repeat):
+            with stages.stage(f"record {i + 1}/{repeat}"):
+                runs.append(_record(program, stages))
+    return _median_times([ops for ops, _ in runs]), {
         "measured_wall_s": statistics.median(wall_s for _, wall_s in runs),
-        "sum_measured_s": sum(measured) if real else None,
         "unrecorded_wall_s": min(unrecorded_s) if unrecorded_s else None,
-        **(meta or {}),
-    })
+    }
 
 
-def _record(module: nn.Module, args: Sequence, kwargs: Mapping, phase: str) -> tuple[list[Op],
-                                                                                       float]:
-    """One recorded forward: its ops and its wall time in seconds (recorder overhead included)."""
-    with ModulePath(module) as paths, OpRecorder(module_path=lambda: paths.current,
-                                                 phase=phase) as recorder:
+def _record(program: Program, stages: Stages) -> tuple[list[Op], float]:
+    """One recorded step: its ops and its wall time in seconds (recorder overhead included)."""
+    with ModulePath(program.root, label_autograd=program.trains) as paths, \
+            OpRecorder(module_path=lambda: paths.current, on_op=stages.ops) as recorder:
         start = time.perf_counter()
-        module(*args, **kwargs)
+        program.run(recorder)
         wall_s = time.perf_counter() - start
     return recorder.ops, wall_s
-
-
-def _forward_s(module: nn.Module, args: Sequence, kwargs: Mapping) -> float:
-    start = time.perf_counter()
-    module(*args, **kwargs)
-    return time.perf_counter() - start
 
 
 def _median_times(runs: list[list[Op]]) -> list[Op]:
@@ -124,7 +189,7 @@ def _median_times(runs: list[list[Op]]) -> list[Op]:
     first = runs[0]
     for ops in runs[1:]:
         if [_structure(op) for op in ops] != [_structure(op) for op in first]:
-            raise RuntimeError("the recorded forwards issued different ops: the module is not "
+            raise RuntimeError("the recorded steps issued different ops: the program is not "
                                "deterministic, capture with repeat=1")
     if len(runs) == 1 or any(op.measured_s is None for op in first):
         return first
@@ -136,44 +201,67 @@ def _structure(op: Op) -> tuple:
     return op.name, op.inputs, op.outputs, op.deps, op.module
 
 
+def _trace(ops: list[Op], timing: Mapping[str, float | None], *, name: str, mode: str,
+           threads: int, meta: Mapping[str, Any]) -> Trace:
+    real = mode == "real"
+    measured = [op.measured_s for op in ops]
+    return Trace(ops=tuple(ops), meta={
+        "model": name,
+        "mode": mode,
+        "captured_on": host_description(),
+        "torch_version": torch.__version__,
+        "threads": threads,
+        "measured_wall_s": timing["measured_wall_s"] if real else None,
+        "sum_measured_s": sum(m for m in measured if m is not None) if real else None,
+        "unrecorded_wall_s": timing["unrecorded_wall_s"],
+        **meta,
+    })
+
+
+def _request_meta(request: CaptureRequest, model: nn.Module) -> dict[str, Any]:
+    config = request.config
+    decode = request.phase == "decode"
+    tokens = request.batch * (1 if decode else request.seq)
+    meta = {
+        "phase": request.phase, "batch": request.batch, "seq": 1 if decode else request.seq,
+        "context": request.context, "tokens": tokens, "dtype": request.dtype,
+        "seed": request.seed, "layers": request.layers,
+        "num_layers": config.num_hidden_layers, "model_type": config.model_type,
+        "params": sum(p.numel() for p in model.parameters()), "hf_config": request.hf_config,
+    }
+    if request.routing is not None:
+        top_k = int(getattr(config, "num_experts_per_tok", 1))
+        meta["moe"] = request.routing.describe(tokens, top_k, num_experts(config))
+    return meta
+
+
+def _check_memory(request: CaptureRequest) -> None:
+    """Refuse a real capture whose estimated peak memory exceeds what this machine has."""
+    with torch.device("meta"):
+        num_params = sum(p.numel() for p in build_model(request.config).parameters())
+    dtype_bytes = torch.empty((), dtype=TORCH_DTYPES_BY_NAME[request.dtype]).element_size()
+    parts = estimate_bytes(request.config, phase=request.phase, batch=request.batch,
+                           seq=request.seq, context=request.context or 0,
+                           dtype_bytes=dtype_bytes, num_params=num_params)
+    check_fits(parts, what=f"{request.phase} of {request.name}")
+
+
+def _default_loss(output: Any) -> torch.Tensor:
+    if isinstance(output, torch.Tensor):
+        return output
+    loss = getattr(output, "loss", None)
+    if loss is None:
+        raise InputError("the module's output is neither a scalar loss nor has a .loss; pass "
+                         "loss_fn=", field="loss_fn")
+    return loss
+
+
 def _as_call(example_inputs: Any) -> tuple[tuple, dict]:
     if isinstance(example_inputs, torch.Tensor):
         return (example_inputs,), {}
     if isinstance(example_inputs, Mapping):
         return (), dict(example_inputs)
-    if isinstance(example_inputs, Sequence) and not isinstance(example_inputs, str):
+    if isinstance(example_inputs, list | tuple):
         return tuple(example_inputs), {}
     raise InputError("example inputs must be a tensor, a sequence of arguments or a mapping of "
                      f"keyword arguments, got {type(example_inputs).__name__}")
-
-
-def _check_int(flag: str, value: object, low: int, high: int, *, why: str = "") -> None:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise InputError(f"must be an integer, got {value!r}", field=flag)
-    if not low <= value <= high:
-        limit = f" ({why})" if why else ""
-        raise InputError(f"must be between {low} and {high}{limit}, got {value}", field=flag)
-
-
-@contextmanager
-def _torch_threads(threads: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _host_description() -> str:
-    """CPU model, architecture, logical CPU count and OS, e.g. for ``meta["captured_on"]``."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            names = [line.split(":", 1)[1].strip() for line in handle
-                     if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    return (f"{cpu} ({platform.machine()}, {os.cpu_count()} logical CPUs, "
-            f"{platform.system()} {platform.release()})")

@@ -15,6 +15,12 @@ Dependencies come from storage identity, so views and in-place ops are followed 
 - a view (output aliasing an input's storage, nothing written) costs nothing and writes nothing:
   an op reading the view depends on whoever last wrote the base storage.
 
+Labels: each op gets a module path and extra ``attrs`` from the recorder's ``labeller`` (by default
+the ``module_path`` callable and no attrs) and the current ``phase``. A program that runs several
+phases under one recorder (a training step: forward, backward, optimizer) sets ``phase`` and
+``labeller`` between them, so dependencies run across the phases. A labeller that marks an op
+``host_scalar`` (it works on a host-side scalar in the run the trace stands for) makes it no sync.
+
 Lifecycle: create, enter (``with OpRecorder(...) as rec:``), run the program, exit; ``rec.ops``
 then holds ops with ids 0..n-1 in the order they were issued.
 """
@@ -34,7 +40,12 @@ from sim.trace import PHASES, Op
 from workloads.op_costs import OpCall, op_cost
 from workloads.tensors import storage_ref, tensor_meta
 
-__all__ = ["OpRecorder", "NO_WORK_OPS"]
+__all__ = ["OpRecorder", "Labeller", "NO_WORK_OPS"]
+
+#: (input tensors, output tensors) of an op -> (module path, extra attrs) to record with it.
+Labeller = Callable[[Sequence[torch.Tensor], Sequence[torch.Tensor]], tuple[str, Mapping[str, Any]]]
+#: ``on_op(count)`` is called every this many recorded ops (progress display).
+PROGRESS_EVERY_OPS = 1024
 
 #: Ops that only query metadata: not recorded (fake tensors emit ~1,000 ``prim::device`` per step).
 NO_WORK_OPS = frozenset({
@@ -48,24 +59,38 @@ class OpRecorder(TorchDispatchMode):
     """Records aten ops as :class:`sim.trace.Op` (see the module doc).
 
     ``module_path`` returns the path of the running module (e.g. ``ModulePath(model).current``
-    bound as a lambda); ``phase`` is stamped on every op.
+    bound as a lambda); ``labeller``, when set, replaces it and may add attrs; ``phase`` is
+    stamped on every op; ``on_op(count)`` is called every :data:`PROGRESS_EVERY_OPS` ops.
     """
 
-    def __init__(self, *, module_path: Callable[[], str] = lambda: "", phase: str = "forward"):
+    def __init__(self, *, module_path: Callable[[], str] = lambda: "", phase: str = "forward",
+                 labeller: Labeller | None = None,
+                 on_op: Callable[[int], None] | None = None):
         super().__init__()
-        if phase not in PHASES:
-            raise ValueError(f"unknown phase {phase!r}; one of {', '.join(PHASES)}")
         self.module_path = module_path
+        self.labeller = labeller
         self.phase = phase
+        self.on_op = on_op
         self.ops: list[Op] = []
         self._last_writer: dict[int, int] = {}  # storage id -> op id
         self._readers: dict[int, set[int]] = {}  # storage id -> ops that read it since its write
         self._storages: dict[int, Any] = {}  # storage id -> weak ref that keeps the id unique
 
+    @property
+    def phase(self) -> str:
+        """The phase stamped on the ops recorded from now on (one of ``sim.trace.PHASES``)."""
+        return self._phase
+
+    @phase.setter
+    def phase(self, phase: str) -> None:
+        if phase not in PHASES:
+            raise ValueError(f"unknown phase {phase!r}; one of {', '.join(PHASES)}")
+        self._phase = phase
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         name = func.overloadpacket._qualified_op_name  # "aten::mm"
-        if name in NO_WORK_OPS or name.startswith("prim::"):
+        if name in NO_WORK_OPS or name.startswith(("prim::", "profiler::")):
             return func(*args, **kwargs)
         inputs = _tensors((*args, *kwargs.values()))
         start_ns = time.perf_counter_ns()
@@ -92,13 +117,21 @@ class OpRecorder(TorchDispatchMode):
         self._update(op_id, reads - written, written, is_view)
         cost = op_cost(OpCall(name=name, args=bound, inputs=inputs, outputs=outputs,
                               is_view=is_view, tags=frozenset(func.tags)))
+        if self.labeller is None:
+            module, attrs = self.module_path(), cost.attrs
+        else:
+            module, extra = self.labeller(inputs, outputs)
+            attrs = {**cost.attrs, **extra} if extra else cost.attrs
         self.ops.append(Op(
             id=op_id, name=name, category=cost.category, flops=cost.flops,
             bytes_read=cost.bytes_read, bytes_written=cost.bytes_written, deps=tuple(sorted(deps)),
             inputs=tuple(map(tensor_meta, inputs)), outputs=tuple(map(tensor_meta, outputs)),
-            dtype=cost.dtype, module=self.module_path(), phase=self.phase, sync=cost.sync,
-            measured_s=measured_s, attrs=cost.attrs,
+            dtype=cost.dtype, module=module, phase=self._phase,
+            sync=cost.sync and not attrs.get("host_scalar", False),
+            measured_s=measured_s, attrs=attrs,
         ))
+        if self.on_op is not None and len(self.ops) % PROGRESS_EVERY_OPS == 0:
+            self.on_op(len(self.ops))
 
     def _storage_ids(self, tensors) -> set[int]:
         ids = set()

@@ -16,7 +16,7 @@ from sim.trace import TensorMeta
 from sim.units import DTYPE_BYTES
 
 __all__ = ["TORCH_DTYPES", "dtype_name", "tensor_meta", "touched_numel", "touched_bytes",
-           "storage_ref"]
+           "is_dense", "storage_ref"]
 
 #: torch dtype -> tksim dtype name (the keys of ``sim.units.DTYPE_BYTES``).
 TORCH_DTYPES: dict[torch.dtype, str] = {
@@ -62,6 +62,23 @@ def touched_numel(t: torch.Tensor) -> int:
 def touched_bytes(t: torch.Tensor) -> float:
     """Bytes of ``t``'s distinct elements (see :func:`touched_numel`)."""
     return touched_numel(t) * DTYPE_BYTES[dtype_name(t.dtype)]
+
+
+def is_dense(t: torch.Tensor) -> bool:
+    """Whether ``t``'s distinct elements are one row-major block (a kernel can stream it).
+
+    Broadcast (stride 0) and size-1 dims are ignored: a broadcast bias is dense. A transpose, a
+    permute or a slice of rows of a wider tensor is not: copying it reads strided memory.
+    """
+    if t.layout is not torch.strided:
+        return True
+    expected = 1
+    for size, stride in reversed([(d, st) for d, st in zip(t.shape, t.stride(), strict=True)
+                                  if d != 1 and st != 0]):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
 
 
 def storage_ref(t: torch.Tensor) -> StorageWeakRef | None:
