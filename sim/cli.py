@@ -44,6 +44,15 @@ def _add_hw(p: argparse.ArgumentParser, *, many: bool = False) -> None:
     p.add_argument("--cores", type=int, help="use only N units (CPU cores / SMs) of the device")
 
 
+def _add_cost_model(p: argparse.ArgumentParser, *, measured: bool = False) -> None:
+    choices = ("calibrated", "roofline", "measured") if measured else ("calibrated", "roofline")
+    p.add_argument("--cost-model", default="calibrated", choices=choices,
+                   help="calibrated (default): GPU sub-models with parameters fitted on A100 "
+                   "(see docs/gpu-validation.md), plain roofline on CPUs; roofline: the spec's "
+                   "efficiency fractions only" + ("; measured: replay the trace's measured_s "
+                                                  "(same-machine baseline)" if measured else ""))
+
+
 def _add_specs(sub) -> None:
     p = sub.add_parser("specs", help="list or show hardware specs")
     specs_sub = p.add_subparsers(dest="specs_command", required=True, parser_class=_Parser)
@@ -87,8 +96,7 @@ def _add_simulate(sub) -> None:
     p = sub.add_parser("simulate", help="simulate a trace on one or more devices")
     p.add_argument("trace")
     _add_hw(p, many=True)
-    p.add_argument("--cost-model", default="roofline", choices=("roofline", "measured"),
-                   help="measured: replay the trace's measured_s (same-machine baseline)")
+    _add_cost_model(p, measured=True)
     p.add_argument("--group", default="category",
                    choices=("category", "layer", "module", "phase", "bound", "stream"))
     p.add_argument("--top", type=int, default=12, help="rows of the breakdown table")
@@ -105,6 +113,7 @@ def _add_op(sub) -> None:
     p.add_argument("kind", choices=OP_KINDS)
     _add_hw(p)
     p.add_argument("--dtype", default="bf16")
+    _add_cost_model(p)
     for name in ("m", "n", "k", "b", "heads", "kv-heads", "seq", "context", "head-dim", "numel",
                  "inputs", "bytes", "ranks"):
         p.add_argument(f"--{name}", type=int)

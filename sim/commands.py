@@ -145,7 +145,7 @@ def _write_outputs(results, *, json_path=None, html_path=None, perfetto_path=Non
 
 # -- op ----------------------------------------------------------------------------------------
 def _op(args: argparse.Namespace) -> None:
-    from sim.cost import RooflineCostModel
+    from sim.cost import COST_MODELS
     from sim.single_op import explain, make_op
 
     sizes = {k: getattr(args, k) for k in ("m", "n", "k", "b", "heads", "kv_heads", "seq",
@@ -153,10 +153,11 @@ def _op(args: argparse.Namespace) -> None:
                                            "ranks", "flops_per_element", "causal")}
     op = make_op(args.kind, args.dtype, sizes)
     spec = _spec(args.hw, args.cores)
-    cost = RooflineCostModel().cost(op, spec)
+    cost = COST_MODELS[args.cost_model]().cost(op, spec)
     print(explain(op, spec, cost))
     if args.json:
         data = {**cost.to_dict(), "hw": spec.name, "kind": args.kind, "dtype": args.dtype,
+                "cost_model": args.cost_model,
                 "flops": op.flops, "bytes": op.bytes_total, "attrs": dict(op.attrs)}
         write_atomic(args.json, json.dumps(data, indent=2, sort_keys=True) + "\n")
 

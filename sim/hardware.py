@@ -23,6 +23,7 @@ from sim.units import Dimension
 
 __all__ = [
     "SCHEMA",
+    "Clocks",
     "Compute",
     "MemoryLevel",
     "HostOverheads",
@@ -45,12 +46,32 @@ _MAX_OVERHEAD_S = 1.0
 
 
 @dataclass(frozen=True)
+class Clocks:
+    """SM clocks of a GPU (Hz), for the two ways a measurement may run it.
+
+    ``max_hz``: the highest SM clock, where application clocks can be locked (``nvidia-smi -lgc`` /
+    ``-ac``); cycle-counted costs run at it when a dataset locked the clocks. ``tensor_hz``: the
+    clock behind the datasheet matrix peaks (NVIDIA rates H100 SXM's 989.4 TFLOP/s at 1830 MHz,
+    below its 1980 MHz maximum), taken as the highest clock a power-limited dense tensor-core load
+    sustains: tensor work never runs faster than ``matrix_peak``, even with clocks locked higher.
+    """
+
+    max_hz: float
+    tensor_hz: float
+
+
+@dataclass(frozen=True)
 class Compute:
     """Arithmetic of the whole device at ``num_units`` units (SMs / CUs / cores).
 
     ``matrix_flops_per_s`` is the dense matrix-engine peak per dtype (tensor cores, AMX, or the
     FMA units for a CPU without one); ``vector_flops_per_s`` the SIMT / SIMD peak for elementwise
     work. ``gemm_tile_m/n`` is the output tile one unit computes at a time (wave quantization).
+    ``gemm_persistent``: the GEMM library runs persistent, warp-specialized kernels (CUTLASS 3.x
+    on sm90/sm100: one CTA per SM loops over tiles, so the pipeline fills once and each tile's
+    epilogue overlaps the next tile's main loop). Optional (GPUs): ``clocks`` (:class:`Clocks`) and
+    ``sfu_ops_per_cycle_per_unit``, the special-function (exp2, rsqrt) results per cycle per SM
+    that bound softmax in attention.
     """
 
     num_units: int
@@ -59,6 +80,9 @@ class Compute:
     vector_flops_per_s: Mapping[str, float]
     gemm_tile_m: int
     gemm_tile_n: int
+    gemm_persistent: bool = False
+    clocks: Clocks | None = None
+    sfu_ops_per_cycle_per_unit: float | None = None
 
     def matrix_peak(self, dtype: str) -> float:
         """Dense matrix peak for ``dtype``, else that of the nearest wider dtype the spec lists."""
@@ -113,12 +137,17 @@ class HostOverheads:
 
 @dataclass(frozen=True)
 class Link:
-    """A link to peers or to the host; ``bandwidth_bytes_per_s`` per direction, per device."""
+    """A link to peers or to the host; ``bandwidth_bytes_per_s`` per direction, per device.
+
+    ``in_network_reduction``: the switch behind the link reduces and multicasts in the network
+    (NVLink SHARP / NVLS on NVSwitch 3rd gen and later), which all-reduce can use.
+    """
 
     name: str
     kind: str
     bandwidth_bytes_per_s: float
     latency_s: float
+    in_network_reduction: bool = False
 
 
 @dataclass(frozen=True)
@@ -242,6 +271,7 @@ def _read_compute(r: Reader) -> Compute:
     tile = r.section("gemm_tile")
     tile_m = int(tile.quantity("m", Dimension.COUNT, high=4096))
     tile_n = int(tile.quantity("n", Dimension.COUNT, high=4096))
+    persistent = bool(tile.raw("persistent", bool, required=False) or False)
     tile.finish()
     per_cycle = num_units * clock_hz
     compute = Compute(
@@ -251,9 +281,24 @@ def _read_compute(r: Reader) -> Compute:
         vector_flops_per_s=_read_peaks(r, "vector", per_cycle),
         gemm_tile_m=tile_m,
         gemm_tile_n=tile_n,
+        gemm_persistent=persistent,
+        clocks=_read_clocks(r.section("clocks", required=False)),
+        sfu_ops_per_cycle_per_unit=r.quantity("sfu_ops_per_cycle_per_unit", Dimension.COUNT,
+                                              high=1e4, required=False),
     )
     r.finish()
     return compute
+
+
+def _read_clocks(r: Reader | None) -> Clocks | None:
+    if r is None:
+        return None
+    clocks = Clocks(max_hz=r.quantity("max", Dimension.FREQUENCY, high=1e11),
+                    tensor_hz=r.quantity("tensor", Dimension.FREQUENCY, high=1e11))
+    if clocks.tensor_hz > clocks.max_hz:
+        raise r.error("tensor", "the rated tensor clock cannot exceed the max clock")
+    r.finish()
+    return clocks
 
 
 def _read_peaks(r: Reader, engine: str, units_times_clock: float) -> dict[str, float]:
@@ -332,6 +377,7 @@ def _read_link(r: Reader) -> Link:
                                      "ethernet")),
         bandwidth_bytes_per_s=r.quantity("bandwidth", Dimension.BANDWIDTH, high=_MAX_BW),
         latency_s=r.quantity("latency", Dimension.TIME, high=_MAX_LATENCY_S),
+        in_network_reduction=bool(r.raw("in_network_reduction", bool, required=False) or False),
     )
     r.finish()
     return link

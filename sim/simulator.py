@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 import simpy
 
-from sim.cost import CostModel, MeasuredCostModel, OpCost, RooflineCostModel, cost_ops
+from sim.cost import CalibratedCostModel, CostModel, MeasuredCostModel, OpCost, cost_ops
 from sim.critical_path import critical_path
 from sim.hardware import HardwareSpec
 from sim.result import SimResult
@@ -183,13 +183,14 @@ def simulate(
     costs: Sequence[OpCost] | None = None,
     retarget: bool = True,
 ) -> SimResult:
-    """Run ``trace`` on ``spec``: cost every op (or use ``costs``), simulate, find the critical
-    path, and return per-op records with the makespan T (see :class:`sim.result.SimResult`).
+    """Run ``trace`` on ``spec``: cost every op (or use ``costs``; the default model is
+    :class:`sim.cost.CalibratedCostModel`), simulate, find the critical path, and return per-op
+    records with the makespan T (see :class:`sim.result.SimResult`).
 
     With ``retarget`` (and no given ``costs``), a trace is first mapped to the kernels the target
     would run (:mod:`sim.retarget`: per-parameter optimizer ops become foreach groups on a GPU).
     """
-    model = cost_model or RooflineCostModel()
+    model = cost_model or CalibratedCostModel()
     if retarget and costs is None and spec.asynchronous and not isinstance(
             model, MeasuredCostModel):
         trace = foreach_optimizer(trace)

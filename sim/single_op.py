@@ -123,9 +123,13 @@ def _calc_line(d: Mapping[str, Any], kernels: int) -> str:
     if "t_bandwidth_s" in d:
         return (f"{d['algorithm']} over {d['num_ranks']} ranks on {d['link']}: latency "
                 f"{fq(d['t_latency_s'], 's')} + bandwidth {fq(d['t_bandwidth_s'], 's')}")
-    return (f"{kernels} x max(compute {fq(d['t_compute_s'], 's')}, memory "
-            f"{fq(d['t_memory_s'], 's')} from {d['memory_level']}, latency "
-            f"{fq(d['t_latency_s'], 's')})")
+    terms = (d["t_compute_s"], d["t_memory_s"], d["t_latency_s"])
+    both = (f"compute {fq(d['t_compute_s'], 's')}, memory {fq(d['t_memory_s'], 's')} from "
+            f"{d['memory_level']}")
+    if abs(d.get("t_k_s", max(terms)) - max(terms)) <= 1e-9 * max(terms):
+        return f"{kernels} x max({both}, latency {fq(d['t_latency_s'], 's')})"
+    # calibrated GPU kernels: the slower of the two, plus a fixed per-kernel overhead
+    return f"{kernels} x (max({both}) + kernel overhead {fq(d['t_latency_s'], 's')})"
 
 
 def _detail_lines(d: Mapping[str, Any], spec: HardwareSpec) -> list[str]:

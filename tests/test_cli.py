@@ -34,13 +34,14 @@ def _golden(name: str, text: str) -> None:
 
 def test_op_gemm_golden(capsys):
     code, out, _ = _run(capsys, "op", "gemm", "--m", "4096", "--n", "4096", "--k", "4096",
-                        "--dtype", "bf16", "--hw", TOY_GPU)
+                        "--dtype", "bf16", "--hw", TOY_GPU, "--cost-model", "roofline")
     assert code == 0
     _golden("op_gemm_toy.txt", out)
 
 
 def test_simulate_golden(capsys):
-    code, out, _ = _run(capsys, "simulate", TINY, "--hw", TOY_GPU, "--hw", TOY_CPU)
+    code, out, _ = _run(capsys, "simulate", TINY, "--hw", TOY_GPU, "--hw", TOY_CPU,
+                        "--cost-model", "roofline")
     assert code == 0
     _golden("simulate_tiny_toy.txt", out)
 

@@ -1,4 +1,4 @@
-"""Fused attention (FlashAttention-style) time: matrix FLOPs vs. reading Q, K, V and writing O.
+"""Fused attention (FlashAttention-style) time: matrix FLOPs and softmax vs. reading Q, K, V, O.
 
 FlashAttention computes softmax(Q K^T / sqrt(d)) V tile by tile on chip, so its HBM traffic is
 Q, K, V read once and O written once (Dao et al., "FlashAttention", NeurIPS 2022, Theorem 2, for
@@ -8,6 +8,31 @@ head dims that fit on chip), and its work is two GEMMs over the unmasked (query,
     causal: query i (aligned to the end of the keys) sees s_k - s_q + i + 1 keys
 
 Grouped-query attention (h_kv < h_q) reads K and V for h_kv heads only.
+
+**GPU** (:func:`attention_times`, vectorized; parameters in :class:`GpuParams`). Prefill runs one
+CTA per (sequence, query head, block of ``_BLOCK`` queries) and walks the key blocks the causal mask
+leaves. Per (query, key) pair it spends 4 d FLOP on the tensor cores, one exp2 on the
+special-function units and ``softmax_ops_per_pair`` FP32 operations (scale, running max, sum,
+rescale of the output accumulator) on the CUDA cores, one after the other (FlashAttention-2, Dao
+2023, sections 3.1-3.2: the non-matmul work sits between the two MMAs of each block):
+
+    t_pair    = 4 d / (peak / num_units * matrix_efficiency)
+                + 1 / (sfu_ops_per_cycle * clock) + softmax_ops_per_pair / (fp32 peak / num_units)
+    t_prefill = waves * (t_cta + padded pairs per CTA * t_pair),  waves = ceil(CTAs / num_units)
+
+The MMAs run at the GEMM main-loop efficiency (the same tensor cores). Decode (one query per
+sequence over a KV cache of s_k tokens) runs one CTA per (sequence, KV head) -- the query heads of
+a GQA group share it -- split along the KV length to fill idle SMs (flash-decoding), and streams
+the cache: bytes = b * s_k * h_kv * d * 2 (K and V) * dtype bytes at the operand stream efficiency
+(:func:`~sim.cost.gpu_params.operand_stream_efficiency`):
+
+    t_decode  = waves * t_cta + latency + bytes / (bandwidth * efficiency),
+                waves = ceil(b * h_kv / num_units)
+
+``t_cta`` = ``attention_cta_round_trips`` dependent main-memory round trips (block table, Q, first
+K/V block, output) per CTA, in units of the spec's DRAM latency. Both phases pay
+``attention_overhead_s`` once per op: a serving backend's attention is a few kernels (KV-cache
+write, attention, split-KV combine) and their launch ramps.
 """
 
 from __future__ import annotations
@@ -15,11 +40,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sim.cost.roofline import KernelTime, kernel_time
+import numpy as np
+
+from sim.cost.gpu_params import (
+    GpuParams,
+    cycle_clock_hz,
+    operand_stream_efficiency,
+    tensor_rate_scale,
+)
+from sim.cost.roofline import KernelTime, kernel_time, stream_time_s
 from sim.hardware import HardwareSpec
 from sim.units import DTYPE_BYTES
 
-__all__ = ["attention_pairs", "attention_flops", "attention_bytes", "attention_time"]
+__all__ = ["attention_pairs", "attention_flops", "attention_bytes", "attention_time",
+           "attention_times"]
+
+_BLOCK = 128  # query and key block edge of FlashAttention-2/3 kernels for head_dim <= 128
 
 
 def attention_pairs(s_q: int, s_k: int, causal: bool, align: str = "bottom_right") -> int:
@@ -54,10 +90,117 @@ def attention_bytes(attrs: Mapping[str, Any], dtype: str) -> float:
     return elements * DTYPE_BYTES[dtype]
 
 
-def attention_time(spec: HardwareSpec, attrs: Mapping[str, Any], dtype: str) -> KernelTime:
+def attention_times(
+    spec: HardwareSpec,
+    params: GpuParams,
+    *,
+    b: np.ndarray,
+    h_q: np.ndarray,
+    h_kv: np.ndarray,
+    s_q: np.ndarray,
+    s_k: np.ndarray,
+    d: np.ndarray,
+    causal: bool,
+    dtype: str,
+    clock_mode: str = "default",
+) -> dict[str, np.ndarray]:
+    """GPU fused-attention times (s), vectorized over rows; see the module doc.
+
+    ``s_q`` may be 1 (decode) or the prompt length (prefill, bottom-right causal alignment).
+    Returns ``t_s``, ``t_compute_s``, ``t_memory_s``.
+    """
+    b, h_q, h_kv, s_q, s_k, d = (np.asarray(x, float) for x in
+                                 np.broadcast_arrays(b, h_q, h_kv, s_q, s_k, d))
+    c = spec.compute
+    t_pair = _pair_time_s(spec, params, d, dtype, clock_mode)
+    t_cta = params.attention_cta_round_trips * spec.main_memory.latency_s
+    q_blocks = np.ceil(s_q / _BLOCK)
+    waves = np.ceil(b * h_q * q_blocks / c.num_units)
+    t_prefill = waves * (t_cta + _padded_pairs(s_q, s_k, causal) / q_blocks * t_pair)
+    decode_waves = np.ceil(b * h_kv / c.num_units)  # one CTA per (sequence, KV head)
+    t_decode_compute = decode_waves * t_cta + b * h_q * s_k * t_pair / c.num_units
+    nbytes = b * d * (2.0 * h_q * s_q + 2.0 * h_kv * s_k) * DTYPE_BYTES[dtype]
+    active = np.minimum(np.where(s_q <= 1, b * h_kv, b * h_q * q_blocks), c.num_units)
+    t_memory = stream_time_s(spec, nbytes, nbytes,
+                             operand_stream_efficiency(spec, params, active))
+    decode = s_q <= 1
+    t_compute = np.where(decode, t_decode_compute, t_prefill)
+    t = np.where(decode, np.maximum(decode_waves * t_cta + t_memory, t_decode_compute),
+                 np.maximum(t_prefill, t_memory)) + params.attention_overhead_s
+    return {"t_s": t, "t_compute_s": t_compute, "t_memory_s": t_memory}
+
+
+def _pair_time_s(spec: HardwareSpec, params: GpuParams, d: np.ndarray, dtype: str,
+                 clock_mode: str) -> np.ndarray:
+    """Seconds one SM spends per (query, key) pair: MMAs, exp2 on the SFUs, FP32 softmax ops."""
+    c = spec.compute
+    per_unit = c.matrix_peak(dtype) * tensor_rate_scale(params, clock_mode) / c.num_units
+    t_pair = 4.0 * d / (per_unit * params.matrix_efficiency)
+    if c.sfu_ops_per_cycle_per_unit:
+        t_pair = t_pair + 1.0 / (c.sfu_ops_per_cycle_per_unit * cycle_clock_hz(spec, clock_mode))
+    return t_pair + params.softmax_ops_per_pair * c.num_units / c.vector_peak("fp32")
+
+
+def _padded_pairs(s_q: np.ndarray, s_k: np.ndarray, causal: bool) -> np.ndarray:
+    """(query, key) pairs a blocked kernel computes: whole blocks, the diagonal ones included;
+    a sequence shorter than a block computes its own rows only (varlen kernels)."""
+    q_blocks, k_blocks = np.ceil(s_q / _BLOCK), np.ceil(s_k / _BLOCK)
+    rows = np.minimum(s_q, _BLOCK)
+    cols = np.minimum(s_k, _BLOCK)
+    if not causal:
+        return q_blocks * k_blocks * rows * cols
+    offset = k_blocks - q_blocks  # bottom-right: the last query block sees every key block
+    blocks = q_blocks * offset + q_blocks * (q_blocks + 1) / 2
+    return blocks * rows * cols
+
+
+def attention_time(
+    spec: HardwareSpec,
+    attrs: Mapping[str, Any],
+    dtype: str,
+    *,
+    params: GpuParams | None = None,
+    clock_mode: str = "default",
+) -> KernelTime:
+    causal = bool(attrs.get("causal", False))
+    if attrs.get("backward"):
+        return _backward(attention_time(spec, {**attrs, "backward": False}, dtype, params=params,
+                                        clock_mode=clock_mode))
+    if spec.kind == "gpu" and params is not None:
+        return _gpu_kernel(spec, params, attrs, dtype, causal, clock_mode)
     flops = attention_flops(attrs)
     rate = spec.compute.matrix_peak(dtype) * spec.efficiency.matrix
     kernel = kernel_time(spec, flops=flops, flops_per_s=rate,
                          bytes_moved=attention_bytes(attrs, dtype))
-    kernel.detail["causal"] = bool(attrs.get("causal", False))
+    kernel.detail["causal"] = causal
     return kernel
+
+
+#: FlashAttention backward recomputes S = QK^T and does 5 matmuls per tile against the forward's 2
+#: (Dao, "FlashAttention-2", 2023, section 3.1.2), and reads Q, K, V, O, dO and writes dQ, dK, dV.
+BACKWARD_WORK = 2.5
+
+
+def _backward(forward: KernelTime) -> KernelTime:
+    """The backward kernel of an attention whose forward kernel is ``forward``."""
+    detail = {**forward.detail, "backward": True, "backward_work": BACKWARD_WORK}
+    for key in ("t_compute_s", "t_memory_s", "flops", "bytes"):
+        if key in detail:
+            detail[key] = detail[key] * (BACKWARD_WORK if key != "bytes" else 2.0)
+    return KernelTime(t_s=forward.t_s * BACKWARD_WORK, bound=forward.bound, detail=detail)
+
+
+def _gpu_kernel(spec, params, attrs, dtype, causal, clock_mode) -> KernelTime:
+    shape = {key: int(attrs[key]) for key in ("b", "h_q", "s_q", "s_k", "d")}
+    r = attention_times(spec, params, h_kv=int(attrs.get("h_kv", shape["h_q"])), causal=causal,
+                        dtype=dtype, clock_mode=clock_mode, **shape)
+    r = {key: float(v) for key, v in r.items()}
+    detail = {"t_compute_s": r["t_compute_s"], "t_memory_s": r["t_memory_s"],
+              "t_latency_s": params.attention_overhead_s, "flops": attention_flops(attrs),
+              "achievable_flops_per_s": spec.compute.matrix_peak(dtype)
+              * params.matrix_efficiency,
+              "bytes": attention_bytes(attrs, dtype), "memory_level": spec.main_memory.name,
+              "achievable_bytes_per_s": spec.memory_bandwidth(spec.main_memory)
+              * operand_stream_efficiency(spec, params), "causal": causal, "clock_mode": clock_mode}
+    bound = "compute" if r["t_compute_s"] >= r["t_memory_s"] else "memory"
+    return KernelTime(t_s=r["t_s"], bound=bound, detail=detail)

@@ -6,7 +6,7 @@
     t_calc = sum over its kernels of t_k                 (device: sub-model per category)
     t_post = num_kernels * completion_s + [sync] sync_s  (completion, host synchronization)
 
-A view launches no kernel: it costs host dispatch only. An op of ``num_kernels`` kernels splits its
+A view (or an op on a host scalar) launches no kernel: it costs host dispatch only. An op of ``num_kernels`` kernels splits its
 work evenly over them, so each pays its own latency floor.
 
 :class:`MeasuredCostModel` replays the durations a trace measured (``measured_s``) as t_calc: the
@@ -22,6 +22,7 @@ from typing import Protocol
 from sim.cost.attention import attention_time
 from sim.cost.collective import collective_time
 from sim.cost.gemm import gemm_shape, gemm_time
+from sim.cost.gpu_params import A100_FIT, CLOCK_MODES, GpuParams
 from sim.cost.opcost import OpCost
 from sim.cost.roofline import KernelTime, kernel_time
 from sim.cost.vector import vector_time
@@ -29,8 +30,10 @@ from sim.errors import InputError
 from sim.hardware import HardwareSpec
 from sim.trace import Op
 
-__all__ = ["CostModel", "RooflineCostModel", "MeasuredCostModel", "cost_ops", "COST_MODELS"]
+__all__ = ["CostModel", "RooflineCostModel", "CalibratedCostModel", "MeasuredCostModel",
+           "cost_ops", "COST_MODELS"]
 
+DATASHEET = "datasheet"  # params: the spec's own estimates (GpuParams.from_spec)
 _GEMM_KEYS = ("m", "n", "k")
 _ATTENTION_KEYS = ("b", "h_q", "s_q", "s_k", "d")
 
@@ -44,14 +47,33 @@ class CostModel(Protocol):
 
 
 class RooflineCostModel:
-    """Physical per-category model (see module doc); parameters come from the spec alone."""
+    """Physical per-category model (see module doc).
+
+    ``params=None`` (the default) prices every op with the plain per-spec roofline: tiles and
+    waves, bytes over bandwidth, a latency floor, all at the spec's ``efficiency`` fractions. On a
+    GPU, ``params`` selects the GPU sub-models (CTA tiles and waves with per-tile and per-kernel
+    overheads, FlashAttention with softmax on the SFUs, memory ramps, ring / NVLS collectives):
+    a :class:`GpuParams`, or ``"datasheet"`` for the spec's own estimates with no fitted overheads.
+    :class:`CalibratedCostModel` passes the A100-fitted transferable set. ``clock_mode`` is
+    ``default`` (power-managed boost) or ``locked`` (application clocks pinned at the maximum);
+    see :mod:`sim.cost.gpu_params`.
+    """
 
     name = "roofline"
+
+    def __init__(self, params: GpuParams | str | None = None, clock_mode: str = "default"):
+        if clock_mode not in CLOCK_MODES:
+            raise InputError(f"unknown clock mode {clock_mode!r}; one of {', '.join(CLOCK_MODES)}",
+                             field="clock_mode")
+        self.params = params
+        self.clock_mode = clock_mode
 
     def cost(self, op: Op, spec: HardwareSpec) -> OpCost:
         host = spec.host
         if op.category == "view":
             return OpCost(host.dispatch_s, 0.0, 0.0, "host", {"reason": "view: no kernel"})
+        if op.attrs.get("host_scalar"):  # e.g. AdamW's step count: a Python scalar on the host
+            return OpCost(host.dispatch_s, 0.0, 0.0, "host", {"reason": "host scalar: no kernel"})
         kernels = max(op.num_kernels, 1)
         kernel = self.kernel(op, spec, kernels)
         t_pre = host.dispatch_s + kernels * host.launch_s
@@ -61,28 +83,44 @@ class RooflineCostModel:
 
     def kernel(self, op: Op, spec: HardwareSpec, kernels: int) -> KernelTime:
         """Time of one of the op's ``kernels`` equal kernels."""
-        attrs, dtype = op.attrs, op.dtype
+        attrs, dtype, params = op.attrs, op.dtype, self.params_for(spec)
         if op.category == "gemm" and all(k in attrs for k in _GEMM_KEYS):
             b, m, n, k = gemm_shape(attrs)
             return gemm_time(spec, b=b, m=m, n=n, k=k, dtype=dtype,
-                             bytes_moved=op.bytes_total / kernels or None)
+                             bytes_moved=op.bytes_total / kernels or None, params=params,
+                             clock_mode=self.clock_mode)
         if op.category == "attention" and all(k in attrs for k in _ATTENTION_KEYS):
-            return attention_time(spec, attrs, dtype)
+            return attention_time(spec, attrs, dtype, params=params, clock_mode=self.clock_mode)
         if op.category in ("collective", "send_recv"):
-            return _collective(op, spec)
+            return _collective(op, spec, params)
         flops, nbytes = op.flops / kernels, op.bytes_total / kernels
         if op.category in ("gemm", "attention"):  # no shape attrs: roofline on the matrix engine
             rate = spec.compute.matrix_peak(dtype) * spec.efficiency.matrix
             return kernel_time(spec, flops=flops, flops_per_s=rate, bytes_moved=nbytes)
-        return vector_time(spec, flops=flops, bytes_moved=nbytes, dtype=dtype)
+        return vector_time(spec, flops=flops, bytes_moved=nbytes, dtype=dtype, params=params)
+
+    def params_for(self, spec: HardwareSpec) -> GpuParams | None:
+        """The GPU parameters used on ``spec``; None: the plain roofline (CPUs, ``params=None``)."""
+        if spec.kind != "gpu" or self.params is None:
+            return None
+        return GpuParams.from_spec(spec) if self.params == DATASHEET else self.params
 
 
-def _collective(op: Op, spec: HardwareSpec) -> KernelTime:
+class CalibratedCostModel(RooflineCostModel):
+    """:class:`RooflineCostModel` with the transferable parameters fitted on A100 (A100_FIT)."""
+
+    name = "calibrated"
+
+    def __init__(self, clock_mode: str = "default"):
+        super().__init__(params=A100_FIT, clock_mode=clock_mode)
+
+
+def _collective(op: Op, spec: HardwareSpec, params: GpuParams | None) -> KernelTime:
     attrs = op.attrs
     kind = attrs.get("kind", "sendrecv" if op.category == "send_recv" else "allreduce")
     size = float(attrs.get("bytes", op.bytes_read))
     return collective_time(spec, kind=kind, size_bytes=size,
-                           num_ranks=int(attrs.get("num_ranks", 2)))
+                           num_ranks=int(attrs.get("num_ranks", 2)), params=params)
 
 
 class MeasuredCostModel:
@@ -97,7 +135,8 @@ class MeasuredCostModel:
         return OpCost(0.0, op.measured_s, 0.0, "measured", {"measured_s": op.measured_s})
 
 
-COST_MODELS = {"roofline": RooflineCostModel, "measured": MeasuredCostModel}
+COST_MODELS = {"roofline": RooflineCostModel, "calibrated": CalibratedCostModel,
+               "measured": MeasuredCostModel}
 
 
 def cost_ops(ops: Sequence[Op], spec: HardwareSpec, model: CostModel) -> list[OpCost]:

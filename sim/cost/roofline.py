@@ -12,6 +12,16 @@ Cabezas & Püschel, "Extending the roofline model", 2014.)
 The serving level is the innermost level, past the first (registers/L1/shared memory do not keep
 data between kernels), whose capacity holds the kernel's working set: a working set that fits in
 L2 / LLC streams at its bandwidth, a larger one from HBM / DRAM.
+
+:func:`stream_time_s` is the GPU sub-models' memory term, vectorized over numpy arrays: a stream of
+B bytes from the serving level takes its latency (the first bytes arrive one round trip after the
+requests leave) plus B over the achievable bandwidth,
+
+    t_stream = latency + B / (bandwidth * efficiency)
+
+the latency-bandwidth ("alpha-beta") form of Little's law for a memory system kept full of
+requests (Hockney, "The communication challenge for MPP", Parallel Computing 20(3), 1994). It is
+what makes achieved bandwidth ramp up with size instead of jumping to its plateau.
 """
 
 from __future__ import annotations
@@ -19,9 +29,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from sim.hardware import HardwareSpec, MemoryLevel
 
-__all__ = ["KernelTime", "serving_level", "kernel_time"]
+__all__ = ["KernelTime", "serving_level", "kernel_time", "stream_time_s", "serving_levels"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,3 +82,33 @@ def kernel_time(
         "achievable_bytes_per_s": bandwidth,
     }
     return KernelTime(t_s=terms[bound], bound=bound, detail=detail)
+
+
+def serving_levels(spec: HardwareSpec, resident_bytes: np.ndarray) -> list[tuple[MemoryLevel,
+                                                                               np.ndarray]]:
+    """(level, mask) pairs: which rows of ``resident_bytes`` each level serves (vectorized
+    :func:`serving_level`); the masks partition the rows."""
+    resident = np.asarray(resident_bytes, dtype=float)
+    remaining = np.ones(resident.shape, dtype=bool)
+    pairs = []
+    for level in spec.memory[1:-1]:
+        mask = remaining & (resident <= level.capacity_bytes)
+        pairs.append((level, mask))
+        remaining &= ~mask
+    pairs.append((spec.main_memory, remaining))
+    return pairs
+
+
+def stream_time_s(
+    spec: HardwareSpec, nbytes: np.ndarray, resident_bytes: np.ndarray, efficiency: float
+) -> np.ndarray:
+    """Seconds to stream ``nbytes`` from the level that holds ``resident_bytes`` (see module doc).
+
+    ``efficiency`` is the achievable fraction of the level's bandwidth.
+    """
+    nbytes = np.asarray(nbytes, dtype=float)
+    t = np.zeros(np.broadcast(nbytes, np.asarray(resident_bytes)).shape)
+    for level, mask in serving_levels(spec, np.broadcast_to(resident_bytes, t.shape)):
+        rate = spec.memory_bandwidth(level) * efficiency
+        t = np.where(mask, level.latency_s + nbytes / rate, t)
+    return t

@@ -1,0 +1,175 @@
+"""The GPU sub-models on the round-number toy GPU: every expected time computed by hand.
+
+Toy GPU (tests/data/toy-gpu.yaml): 2 units, bf16 2 TFLOP/s (1 TFLOP/s per unit), vector fp32
+0.5 TFLOP/s, GEMM tile 64x64, L2 1 MB at 1 TB/s and 1 us, HBM 1 GB at 100 GB/s and 2 us,
+one 100 GB/s NVLink.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sim.cost import A100_FIT, CalibratedCostModel, GpuParams, RooflineCostModel
+from sim.cost.attention import attention_times
+from sim.cost.collective import collective_times
+from sim.cost.gemm import gemm_times
+from sim.cost.gpu_params import operand_stream_efficiency
+from sim.cost.vector import stream_op_times
+from sim.errors import InputError
+from sim.hardware import Clocks, parse_spec
+from sim.single_op import make_op
+from sim.spec_library import load_spec, read_yaml
+
+# Ideal parameters: peak rates, no fitted overheads except 1 us per kernel.
+IDEAL = GpuParams(
+    matrix_efficiency=1.0, tile_overhead_cycles=0.0, kernel_overhead_s=1e-6,
+    inflight_bytes_per_unit=float("inf"), stream_efficiency=1.0, vector_efficiency=1.0,
+    softmax_ops_per_pair=0.0, attention_cta_round_trips=0.0, attention_overhead_s=0.0,
+    link_efficiency=1.0, link_efficiency_drop=0.0, collective_latency_s=0.0,
+    collective_latency_scale=0.0, default_clock_fraction=0.5, event_floor_s=0.0,
+)
+
+
+def _gemm(spec, params, mode="locked", **shape):
+    result = gemm_times(spec, params, dtype="bf16", clock_mode=mode, b=1, **shape)
+    return {k: float(v) for k, v in result.items()}
+
+
+def test_gemm_large_tile_fills_the_gpu(toy_gpu):
+    # preferred tile 128x64 (twice the spec's 64 in m): 2 tiles on 2 units = 1 wave of
+    # 2*128*64*1000 FLOP at 1 TFLOP/s per unit; operands (512 kB) + C (32 kB) fit the 1 MB L2:
+    # reads 1 us + 0.512 us overlap the main loop, the C write (32768 B at 1 TB/s) follows
+    r = _gemm(toy_gpu, IDEAL, m=128, n=128, k=1000)
+    assert (r["tile_m"], r["tile_n"], r["waves"]) == (128, 64, 1)
+    assert r["t_s"] == pytest.approx(2 * 128 * 64 * 1000 / 1e12 + 32768 / 1e12 + 1e-6)
+
+
+def test_gemm_tile_overhead_is_paid_per_wave_unless_persistent(toy_gpu):
+    params = IDEAL.replace(tile_overhead_cycles=1000.0)  # 1 us at the toy's 1 GHz
+    plain = _gemm(toy_gpu, params, m=512, n=64, k=500)  # 4 tiles of 128x64: 2 waves
+    assert plain["waves"] == 2
+    mainloop = 2 * 2 * 128 * 64 * 500 / 1e12  # operands (576 kB) and C (64 kB) sit in L2
+    assert plain["t_s"] == pytest.approx(mainloop + 2 * 1e-6 + 65536 / 1e12 + 1e-6)
+    compute = dataclasses.replace(toy_gpu.compute, gemm_persistent=True)
+    persistent = _gemm(dataclasses.replace(toy_gpu, compute=compute), params, m=512, n=64,
+                       k=500)
+    assert persistent["t_s"] == pytest.approx(mainloop + 1e-6 + 1e-6)  # one fill, write hidden
+
+
+def test_skinny_gemm_streams_the_weights_from_hbm(toy_gpu):
+    # m=1 x [8192, 8192] bf16: 128 MiB of weights > 1 MB L2: 2 us + bytes / 100 GB/s
+    r = _gemm(toy_gpu, IDEAL, m=1, n=8192, k=8192)
+    reads = (8192 + 8192 * 8192) * 2
+    assert r["t_memory_s"] == pytest.approx(2e-6 + reads / 100e9)
+    assert r["t_s"] == pytest.approx(2e-6 + (reads + 8192 * 2) / 100e9 + 1e-6)
+
+
+def test_default_clocks_slow_tensor_work_by_the_fitted_fraction(toy_gpu):
+    locked = _gemm(toy_gpu, IDEAL, "locked", m=128, n=128, k=100000)
+    default = _gemm(toy_gpu, IDEAL, "default", m=128, n=128, k=100000)
+    assert default["t_compute_s"] == pytest.approx(2 * locked["t_compute_s"])  # fraction 0.5
+
+
+def test_littles_law_limits_multistage_kernels(toy_gpu):
+    # 2 units x 1000 B in flight / (2 us * 100 GB/s) = 1 % of the HBM peak
+    params = IDEAL.replace(inflight_bytes_per_unit=1000.0)
+    assert operand_stream_efficiency(toy_gpu, params) == pytest.approx(0.01)
+    assert operand_stream_efficiency(toy_gpu, params, 1) == pytest.approx(0.005)
+
+
+def test_memory_bound_op_ramps_with_latency(toy_gpu):
+    r = stream_op_times(toy_gpu, IDEAL.replace(stream_efficiency=0.5), nbytes=1e8, flops=1e6,
+                        dtype="fp32")
+    assert float(r["t_s"]) == pytest.approx(2e-6 + 1e8 / 50e9 + 1e-6)
+    tiny = stream_op_times(toy_gpu, IDEAL, nbytes=1e3, flops=0.0, dtype="fp32")
+    assert float(tiny["t_s"]) == pytest.approx(1e-6 + 1e3 / 1e12 + 1e-6)  # from L2
+
+
+def test_decode_attention_streams_the_kv_cache(toy_gpu):
+    # b=1, 8 query heads over 2 KV heads, 65536 cached tokens, d=64, bf16:
+    # K and V = 65536 * 2 * 64 * 2 * 2 B = 33.6 MB from HBM; Q and O are 2 kB
+    r = attention_times(toy_gpu, IDEAL, b=1, h_q=8, h_kv=2, s_q=1, s_k=65536, d=64,
+                        causal=True, dtype="bf16", clock_mode="locked")
+    nbytes = 64 * (2 * 8 * 1 + 2 * 2 * 65536) * 2
+    pair = 4 * 64 / 1e12  # MMA only: no SFU rate in the toy spec, no softmax ops
+    assert float(r["t_memory_s"]) == pytest.approx(2e-6 + nbytes / 100e9)
+    assert float(r["t_s"]) == pytest.approx(max(2e-6 + nbytes / 100e9, 8 * 65536 * pair / 2))
+
+
+def test_prefill_attention_counts_causal_blocks(toy_gpu):
+    # s=256: 2 query blocks of 128, causal: 1 + 2 = 3 key blocks of 128x128 pairs per head;
+    # 2 CTAs (1 head) on 2 units: 1 wave of 1.5 blocks' pairs at 4*64 FLOP per pair
+    r = attention_times(toy_gpu, IDEAL, b=1, h_q=1, h_kv=1, s_q=256, s_k=256, d=64,
+                        causal=True, dtype="bf16", clock_mode="locked")
+    assert float(r["t_compute_s"]) == pytest.approx(1.5 * 128 * 128 * 4 * 64 / 1e12)
+
+
+def test_ring_all_reduce_picks_the_simple_protocol_at_zero_latency(toy_gpu):
+    r = collective_times(toy_gpu, IDEAL, kind="allreduce", size_bytes=1e9, num_ranks=4)
+    assert float(r["t_s"]) == pytest.approx(2 * 3 / 4 * 1e9 / 100e9)
+    assert not bool(r["nvls"])
+
+
+def test_nvls_all_reduce_moves_s_times_one_plus_one_over_n(toy_gpu):
+    link = dataclasses.replace(toy_gpu.links[0], in_network_reduction=True)
+    spec = dataclasses.replace(toy_gpu, links=(link,))
+    r = collective_times(spec, IDEAL, kind="allreduce", size_bytes=1e9, num_ranks=4)
+    assert bool(r["nvls"]) and float(r["t_s"]) == pytest.approx(1.25 * 1e9 / 100e9)
+
+
+def test_link_efficiency_grows_with_ranks(toy_gpu):
+    params = IDEAL.replace(link_efficiency=0.8, link_efficiency_drop=0.4)
+    two = collective_times(toy_gpu, params, kind="allgather", size_bytes=1e9, num_ranks=2)
+    eight = collective_times(toy_gpu, params, kind="allgather", size_bytes=1e9, num_ranks=8)
+    assert float(two["t_s"]) == pytest.approx(0.5 * 1e9 / (100e9 * 0.6))
+    assert float(eight["t_s"]) == pytest.approx(7 / 8 * 1e9 / (100e9 * 0.75))
+
+
+def test_protocol_latencies_follow_nccl_tuning(toy_gpu):
+    # 1 byte: LL wins with NCCL's ring latency 3.6 us + 2 steps * 0.47 us (NVLink)
+    params = IDEAL.replace(collective_latency_scale=1.0)
+    r = collective_times(toy_gpu, params, kind="allgather", size_bytes=1.0, num_ranks=3)
+    assert float(r["t_latency_s"]) == pytest.approx(3.6e-6 + 2 * 0.47e-6)
+
+
+def test_gpu_specs_carry_clocks_sfu_and_kernel_style():
+    h100 = load_spec("h100")
+    assert h100.compute.clocks == Clocks(max_hz=1.98e9, tensor_hz=1.83e9)
+    assert h100.compute.sfu_ops_per_cycle_per_unit == 16 and h100.compute.gemm_persistent
+    assert h100.link("nvlink").in_network_reduction
+    a100 = load_spec("a100")
+    assert not a100.compute.gemm_persistent and not a100.link("nvlink").in_network_reduction
+    assert load_spec("a100-pcie").main_memory.bandwidth_bytes_per_s == 1935e9
+
+
+def test_tensor_clock_above_max_is_rejected():
+    data = read_yaml(Path(load_spec("h100").path))
+    data["compute"]["clocks"]["tensor"] = "2.5 GHz"
+    with pytest.raises(InputError, match="compute.clocks.tensor"):
+        parse_spec(data, file="x.yaml")
+
+
+def test_unknown_clock_key_is_rejected():
+    data = read_yaml(Path(load_spec("h100").path))
+    data["compute"]["clocks"]["boost"] = "2 GHz"
+    with pytest.raises(InputError, match="compute.clocks.boost: unknown field"):
+        parse_spec(data, file="x.yaml")
+
+
+def test_models_price_ops_on_real_gpus():
+    op = make_op("gemm", "bf16", {"m": 4096, "n": 4096, "k": 4096})
+    h100 = load_spec("h100")
+    calibrated = CalibratedCostModel().cost(op, h100)
+    datasheet = RooflineCostModel(params="datasheet").cost(op, h100)
+    legacy = RooflineCostModel().cost(op, h100)
+    assert calibrated.bound == "compute" and calibrated.detail["clock_mode"] == "default"
+    # 137 GFLOP at <= 989 TFLOP/s: at least 139 us, and not absurdly more
+    assert 139e-6 < calibrated.t_calc_s < 300e-6
+    assert datasheet.t_calc_s > 0 and legacy.t_calc_s > 0
+    assert np.isfinite(A100_FIT.matrix_efficiency)
+    with pytest.raises(InputError, match="clock mode"):
+        RooflineCostModel(clock_mode="turbo")
