@@ -6,8 +6,8 @@
     t_calc = sum over its kernels of t_k                 (device: sub-model per category)
     t_post = num_kernels * completion_s + [sync] sync_s  (completion, host synchronization)
 
-A view (or an op on a host scalar) launches no kernel: it costs host dispatch only. An op of ``num_kernels`` kernels splits its
-work evenly over them, so each pays its own latency floor.
+A view (or an op on a host scalar) launches no kernel: it costs host dispatch only. An op of
+``num_kernels`` kernels splits its work evenly over them, so each pays its own latency floor.
 
 :class:`MeasuredCostModel` replays the durations a trace measured (``measured_s``) as t_calc: the
 "same machine" baseline, and the way to run hand-written scenarios with given times.
