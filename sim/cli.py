@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_simulate(sub)
     _add_op(sub)
     _add_bench(sub)
+    _add_validate(sub)
     _add_demo(sub)
     return parser
 
@@ -128,6 +129,17 @@ def _add_bench(sub) -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--hw", default="nvidia-h100-sxm5-80gb")
     p.add_argument("--json", help="write the figures here")
+
+
+def _add_validate(sub) -> None:
+    p = sub.add_parser("validate", help="prediction error against measurements: public GPU "
+                       "datasets (--dataset) or this machine's kernels (--hw)")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--dataset", help="all, aiconfigurator, vidur, neusight or llmcompass")
+    p.add_argument("--data-dir", help="ground-truth folder (default: $TKSIM_GROUND_TRUTH or "
+                   "../shared/ground_truth beside the repository)")
+    p.add_argument("--json", help="write the results JSON here")
+    p.add_argument("--html", help="write the HTML report here")
 
 
 def _add_demo(sub) -> None:

@@ -22,6 +22,7 @@ def run(args: argparse.Namespace) -> int:
         "simulate": _simulate,
         "op": _op,
         "bench": _bench,
+        "validate": _validate,
         "demo": _demo,
     }[args.command]
     return handler(args) or 0
@@ -63,8 +64,7 @@ def _specs(args: argparse.Namespace) -> None:
 def _capture(args: argparse.Namespace) -> None:
     from sim.trace import write_trace
 
-    if not Path(args.output).resolve().parent.is_dir():
-        raise InputError("output directory does not exist", source=args.output)
+    _check_outputs(args.output)
     capture_model = _workloads().capture_model
     trace = capture_model(
         args.model if args.model or args.hf_config else "gpt2-tiny", hf_config=args.hf_config,
@@ -118,9 +118,7 @@ def _report(results, args: argparse.Namespace) -> None:
 def _write_outputs(results, *, json_path=None, html_path=None, perfetto_path=None,
                    csv_path=None) -> None:
     """Write the requested files; all are checked writable first so none is left half-done."""
-    for path in (json_path, html_path, perfetto_path, csv_path):
-        if path and not Path(path).resolve().parent.is_dir():
-            raise InputError("output directory does not exist", source=str(path))
+    _check_outputs(json_path, html_path, perfetto_path, csv_path)
     if json_path:
         from sim.report.summary import summary
 
@@ -178,6 +176,40 @@ def _bench(args: argparse.Namespace) -> None:
     print(f"({result.num_ops} ops, median of {result.repeats} interleaved runs)")
     if args.json:
         write_atomic(args.json, json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n")
+
+
+# -- validate ----------------------------------------------------------------------------------
+def _validate(args: argparse.Namespace) -> None:
+    _check_outputs(args.json, args.html)
+    _validate_dataset(args)
+
+
+def _validate_dataset(args: argparse.Namespace) -> None:
+    from validation.datasets import DATASETS
+    from validation.datasets.common import DataMissing
+    from validation.gpu_report import gpu_results_markdown, write_gpu_report
+    from validation.gpu_validation import run_gpu_validation
+
+    if args.dataset not in ("all", *DATASETS):
+        raise InputError(f"unknown dataset {args.dataset!r}; one of all, {', '.join(DATASETS)}",
+                         field="--dataset")
+    try:
+        results = run_gpu_validation(args.dataset, args.data_dir)
+    except DataMissing as exc:
+        raise InputError(f"ground-truth data not found ({exc}); pass --data-dir or set "
+                         "TKSIM_GROUND_TRUTH", field="--data-dir") from None
+    print(gpu_results_markdown(results), end="")
+    print(f"runtime {results['runtime_s']:.1f} s")
+    if args.html:
+        write_gpu_report(results, args.html)
+    if args.json:
+        write_atomic(args.json, json.dumps(results, indent=1, sort_keys=True) + "\n")
+
+
+def _check_outputs(*paths: str | None) -> None:
+    for path in paths:
+        if path and not Path(path).resolve().parent.is_dir():
+            raise InputError("output directory does not exist", source=str(path))
 
 
 # -- demo --------------------------------------------------------------------------------------
