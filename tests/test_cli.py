@@ -117,3 +117,15 @@ def test_console_script_exits_2_without_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
     assert str(spec) in proc.stderr and "sources" in proc.stderr
+
+
+@pytest.mark.parametrize(("argv", "fragment"), [
+    (["validate", "--dataset", "nope"], "unknown dataset"),
+    (["validate", "--dataset", "all", "--data-dir", "/nonexistent/gt"], "--data-dir"),
+    (["capture", "--model", "nope", "-o", "x.json"], "--model"),
+    (["capture", "--model", "gpt2-tiny", "--seq", "0", "-o", "x.json"], "--seq"),
+    (["capture", "--model", "gpt2-tiny", "-o", "/nonexistent/dir/x.json"], "does not exist"),
+])
+def test_validate_and_capture_bad_input(capsys, argv, fragment):
+    code, _, err = _run(capsys, *argv)
+    assert code == 2 and err.count("\n") == 1 and fragment in err
