@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_specs(sub)
     _add_capture(sub)
+    _add_interop(sub)
     _add_simulate(sub)
     _add_op(sub)
     _add_bench(sub)
@@ -91,6 +92,20 @@ def _add_capture(sub) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("-o", "--output", required=True, help="trace file (.json or .json.gz)")
     p.set_defaults(mode="real")
+
+
+def _add_interop(sub) -> None:
+    imp = sub.add_parser("import", help="turn a torch.profiler or Chakra / PyTorch execution "
+                         "trace into a tksim trace")
+    imp.add_argument("format", choices=("torch-profiler", "chakra"))
+    imp.add_argument("input", help="the trace to import (.json or .json.gz)")
+    imp.add_argument("--profiler-trace", help="chakra: a torch.profiler trace of the same run, "
+                     "for per-op durations")
+    imp.add_argument("-o", "--output", required=True, help="tksim trace (.json or .json.gz)")
+    exp = sub.add_parser("export", help="write a tksim trace in another format")
+    exp.add_argument("format", choices=("chakra",))
+    exp.add_argument("trace", help="the tksim trace to export")
+    exp.add_argument("-o", "--output", required=True, help="PyTorch execution trace JSON")
 
 
 def _add_simulate(sub) -> None:

@@ -20,6 +20,8 @@ def run(args: argparse.Namespace) -> int:
         "specs": _specs,
         "capture": _capture,
         "simulate": _simulate,
+        "import": _import,
+        "export": _export,
         "op": _op,
         "bench": _bench,
         "validate": _validate,
@@ -86,6 +88,38 @@ def _workloads():
         raise InputError(f"capture needs torch and transformers ({exc.name} missing): "
                          "pip install torch==2.13.0 && pip install -e '.[capture]'") from None
     return workloads
+
+
+# -- import / export ---------------------------------------------------------------------------
+def _import(args: argparse.Namespace) -> None:
+    from sim.trace import write_trace
+
+    _check_outputs(args.output)
+    importers = _workloads_module("workloads.importers")
+    if args.format == "torch-profiler":
+        if args.profiler_trace:
+            raise InputError("only for chakra imports", field="--profiler-trace")
+        trace = importers.import_torch_profiler(args.input)
+    else:
+        trace = importers.import_chakra(args.input, profiler_trace=args.profiler_trace)
+    write_trace(trace, args.output)
+    print(f"imported {len(trace)} ops ({args.format}) -> {args.output}")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from sim.trace import read_trace
+
+    _check_outputs(args.output)
+    trace = read_trace(args.trace)
+    _workloads_module("workloads.importers").export_chakra(trace, args.output)
+    print(f"exported {len(trace)} ops ({args.format}) -> {args.output}")
+
+
+def _workloads_module(name: str):
+    import importlib
+
+    _workloads()  # a clear message if torch / transformers are missing
+    return importlib.import_module(name)
 
 
 # -- simulate ----------------------------------------------------------------------------------

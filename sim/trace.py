@@ -7,22 +7,22 @@ attention's ``b, h_q, h_kv, s_q, s_k, d, causal``). ``deps`` are the ids of ops 
 reads; ops are listed in the order the host issued them. ``measured_s`` is the op's duration on the
 machine it was captured on, when it was measured.
 
-On disk a trace is JSON (gzip when the name ends in ``.gz``); see ``docs/trace-format.md``.
-:func:`read_trace` validates everything and fails with one line naming the file and field.
+On disk a trace is JSON (gzip when the name ends in ``.gz``), one op per line so that large traces
+stream (:mod:`sim.trace_stream` reads and writes the files); see ``docs/trace-format.md`` and
+``docs/trace-interop.md``. :func:`read_trace` validates everything and fails with one line naming
+the file and field; :func:`op_from_dict`, :func:`check_header` and :func:`check_graph` are the same
+checks, one piece at a time, for readers that stream.
 """
 
 from __future__ import annotations
 
-import gzip
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sim.errors import InputError
-from sim.files import write_atomic
 from sim.units import DTYPE_BYTES
 
 __all__ = [
@@ -36,6 +36,11 @@ __all__ = [
     "read_trace",
     "write_trace",
     "trace_from_dict",
+    "op_from_dict",
+    "check_header",
+    "check_graph",
+    "find_cycle",
+    "forward_dep_message",
 ]
 
 SCHEMA = "tksim.trace"
@@ -93,7 +98,7 @@ class Op:
         return self.bytes_read + self.bytes_written
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {name: getattr(self, name) for name in _OP_FIELD_ORDER}
         data["deps"] = list(self.deps)
         data["inputs"] = [{"shape": list(t.shape), "dtype": t.dtype} for t in self.inputs]
         data["outputs"] = [{"shape": list(t.shape), "dtype": t.dtype} for t in self.outputs]
@@ -121,31 +126,36 @@ class Trace:
 
 
 def write_trace(trace: Trace, path: str | Path) -> Path:
-    """Write ``trace`` as JSON (gzip if the name ends in ``.gz``), atomically."""
-    text = json.dumps(trace.to_dict(), separators=(",", ":"), sort_keys=True)
-    return write_atomic(path, text)
+    """Write ``trace`` as JSON, one op per line (gzip if the name ends in ``.gz``), atomically."""
+    from sim.trace_stream import write_ops  # the file layout lives there; it imports this module
+
+    return write_ops(path, trace.ops, meta=trace.meta)
 
 
 def read_trace(path: str | Path) -> Trace:
-    """Read and validate a trace file; every problem is an :class:`InputError` naming the field."""
-    path = Path(path)
-    source = str(path)
-    try:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-        data = json.loads(raw)
-    except FileNotFoundError:
-        raise InputError("no such trace file", source=source) from None
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise InputError(f"corrupt or unreadable trace: {exc}", source=source) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"malformed JSON: {exc}", source=source) from None
-    return trace_from_dict(data, source=source)
+    """Read and validate a trace file; every problem is an :class:`InputError` naming the field.
+
+    Files in the one-op-per-line layout stream (no intermediate parse tree); any other JSON layout
+    (e.g. pretty-printed) is parsed whole. Both give the same ops and the same errors.
+    """
+    from sim.trace_stream import load_trace
+
+    return load_trace(path)
 
 
 def trace_from_dict(data: object, *, source: str = "<trace>") -> Trace:
     """Validate parsed JSON against schema v1 and build a :class:`Trace`."""
+    meta = check_header(data, source=source)
+    raw_ops = data.get("ops")  # check_header made sure data is a mapping
+    if not isinstance(raw_ops, list):
+        raise InputError("expected a list of ops", source=source, field="ops")
+    ops = tuple(op_from_dict(item, source=source, index=i) for i, item in enumerate(raw_ops))
+    check_graph(ops, source=source)
+    return Trace(ops=ops, meta=meta)
+
+
+def check_header(data: object, *, source: str = "<trace>") -> dict[str, Any]:
+    """Check a trace document's ``schema``, ``version`` and ``meta``; return the meta."""
     if not isinstance(data, Mapping):
         raise InputError("expected a JSON object", source=source)
     if data.get("schema") != SCHEMA:
@@ -153,15 +163,10 @@ def trace_from_dict(data: object, *, source: str = "<trace>") -> Trace:
     if data.get("version") != VERSION:
         raise InputError(f"unsupported version {data.get('version')!r} (this tksim reads "
                          f"{VERSION})", source=source, field="version")
-    raw_ops = data.get("ops")
-    if not isinstance(raw_ops, list):
-        raise InputError("expected a list of ops", source=source, field="ops")
     meta = data.get("meta", {})
     if not isinstance(meta, Mapping):
         raise InputError("expected an object", source=source, field="meta")
-    ops = tuple(_op_from_dict(item, source, f"ops[{i}]") for i, item in enumerate(raw_ops))
-    check_graph(ops, source=source)
-    return Trace(ops=ops, meta=dict(meta))
+    return dict(meta)
 
 
 def check_graph(ops: Sequence[Op], *, source: str = "<trace>") -> None:
@@ -178,27 +183,112 @@ def check_graph(ops: Sequence[Op], *, source: str = "<trace>") -> None:
                 raise InputError(f"dangling dependency on unknown op id {dep}", source=source,
                                  field=where)
             if index[dep] >= i:
-                cycle = _find_cycle(ops, index, i)
-                message = (f"cyclic dependency: {' -> '.join(map(str, cycle))}" if cycle else
-                           f"depends on op {dep}, which is issued later (ops must be in "
-                           "program order)")
-                raise InputError(message, source=source, field=where)
+                cycle = find_cycle({o.id: o.deps for o in ops}, op.id)
+                raise InputError(forward_dep_message(dep, cycle), source=source, field=where)
 
 
-def _find_cycle(ops: Sequence[Op], index: Mapping[int, int], start: int) -> list[int]:
-    """A dependency cycle through ops[start], as a list of ids, or [] if there is none."""
-    target = ops[start].id
-    stack: list[tuple[int, list[int]]] = [(target, [target])]
+def forward_dep_message(dep: int, cycle: Sequence[int]) -> str:
+    """The error for a dependency on an op issued later: the cycle it closes, if any."""
+    if cycle:
+        return f"cyclic dependency: {' -> '.join(map(str, cycle))}"
+    return f"depends on op {dep}, which is issued later (ops must be in program order)"
+
+
+def find_cycle(deps: Mapping[int, Sequence[int]], start: int) -> list[int]:
+    """A dependency cycle through op ``start``, as a list of ids, or [] if there is none.
+
+    ``deps`` maps op ids to their deps (ids missing from it are dangling, reported elsewhere).
+    """
+    stack: list[tuple[int, list[int]]] = [(start, [start])]
     seen: set[int] = set()
     while stack:
         node, path = stack.pop()
-        for dep in ops[index[node]].deps:
-            if dep == target:
+        for dep in deps[node]:
+            if dep == start:
                 return [*path, dep]
-            if dep not in seen and dep in index:
+            if dep not in seen and dep in deps:
                 seen.add(dep)
                 stack.append((dep, [*path, dep]))
     return []
+
+
+def op_from_dict(item: object, *, source: str = "<trace>", index: int = 0) -> Op:
+    """Validate one op object of schema v1 and build it; errors name ``ops[index].<field>``.
+
+    Well-formed ops take a fast inline check; anything unusual takes the field-by-field reader,
+    which builds the same :class:`Op` or raises the precise :class:`InputError`.
+    """
+    op = _fast_op(item)
+    return op if op is not None else _op_from_dict(item, source, f"ops[{index}]")
+
+
+def _fast_op(item: Any) -> Op | None:
+    """The op if every field is present-or-default and plainly valid, else None (no errors here:
+    it accepts a subset of what :func:`_op_from_dict` accepts and builds the same op).
+
+    Inline checks on exact types (a bool is not an int here): ~4.4 us per op with three tensors
+    against ~9.5 us through the reader (measured 2026-11 on this 2-core VM).
+    """
+    if type(item) is not dict or not _OP_FIELDS.issuperset(item):
+        return None
+    get = item.get
+    op_id, name, category, phase = get("id"), get("name"), get("category"), get("phase", "forward")
+    dtype, module, sync, attrs = get("dtype", "fp32"), get("module", ""), get("sync", False), get(
+        "attrs", {})
+    flops, read, written = get("flops", 0.0), get("bytes_read", 0.0), get("bytes_written", 0.0)
+    stream, rank, kernels = get("stream", 0), get("rank", 0), get("num_kernels", 1)
+    measured_s, deps = get("measured_s"), get("deps", [])
+    if not (type(op_id) is int and op_id >= 0 and type(name) is str and type(module) is str
+            and type(category) is str and category in _CATEGORY_SET and type(phase) is str
+            and phase in _PHASE_SET and type(dtype) is str and dtype in DTYPE_BYTES
+            and type(sync) is bool and type(attrs) is dict and type(deps) is list
+            and type(stream) is int and stream >= 0 and type(rank) is int and rank >= 0
+            and type(kernels) is int and kernels >= 0
+            and type(flops) in _NUMBER and 0 <= flops <= _MAX_FLOPS
+            and type(read) in _NUMBER and 0 <= read <= _MAX_BYTES
+            and type(written) in _NUMBER and 0 <= written <= _MAX_BYTES
+            and (measured_s is None or (type(measured_s) in _NUMBER and 0 <= measured_s <= 1e6))):
+        return None
+    inputs, outputs = _fast_tensors(get("inputs", [])), _fast_tensors(get("outputs", []))
+    if inputs is None or outputs is None or not all(type(dep) is int for dep in deps):
+        return None
+    return Op(id=op_id, name=name, category=category, flops=float(flops), bytes_read=float(read),
+              bytes_written=float(written), deps=tuple(deps), inputs=inputs, outputs=outputs,
+              dtype=dtype, stream=stream, rank=rank, module=module, phase=phase,
+              num_kernels=kernels, sync=sync,
+              measured_s=None if measured_s is None else float(measured_s), attrs=dict(attrs))
+
+
+def _fast_tensors(items: Any) -> tuple[TensorMeta, ...] | None:
+    if type(items) is not list:
+        return None
+    out = []
+    for t in items:
+        shape = t.get("shape") if type(t) is dict else None
+        if type(shape) is not list:
+            return None
+        for d in shape:
+            if type(d) is not int or d < 0:
+                return None
+        dtype = t.get("dtype")
+        if type(dtype) is not str:
+            return None
+        key = (dtype, *shape)
+        meta = _TENSOR_METAS.get(key)
+        if meta is None:
+            if dtype not in DTYPE_BYTES:
+                return None
+            if len(_TENSOR_METAS) >= _MAX_SHARED_TENSOR_METAS:
+                _TENSOR_METAS.clear()
+            meta = _TENSOR_METAS[key] = TensorMeta(shape=tuple(shape), dtype=dtype)
+        out.append(meta)
+    return tuple(out)
+
+
+#: (dtype, *shape) -> its TensorMeta, shared by all ops (traces repeat a few hundred shapes: this
+#: saves ~100 bytes per tensor of a large trace); cleared when it reaches the bound.
+_TENSOR_METAS: dict[tuple, TensorMeta] = {}
+_MAX_SHARED_TENSOR_METAS = 1 << 16
 
 
 def _op_from_dict(item: object, source: str, where: str) -> Op:
@@ -238,7 +328,11 @@ def _op_from_dict(item: object, source: str, where: str) -> Op:
     )
 
 
-_OP_FIELDS = set(Op.__dataclass_fields__)
+_OP_FIELD_ORDER = tuple(Op.__dataclass_fields__)
+_OP_FIELDS = frozenset(_OP_FIELD_ORDER)
+_CATEGORY_SET = frozenset(CATEGORIES)
+_PHASE_SET = frozenset(PHASES)
+_NUMBER = (int, float)  # exact types: bool is not a number here
 
 
 class _FieldReader:
@@ -300,7 +394,7 @@ class _FieldReader:
             ok = isinstance(t, Mapping) and isinstance(t.get("shape"), list)
             if not ok or not all(isinstance(d, int) and d >= 0 for d in t["shape"]):
                 raise self.fail(f"{key}[{j}]", "expected {shape: [non-negative ints], dtype}")
-            if t.get("dtype") not in DTYPE_BYTES:
+            if not isinstance(t.get("dtype"), str) or t["dtype"] not in DTYPE_BYTES:
                 raise self.fail(f"{key}[{j}].dtype", f"unknown dtype {t.get('dtype')!r}")
             out.append(TensorMeta(shape=tuple(t["shape"]), dtype=t["dtype"]))
         return tuple(out)

@@ -129,3 +129,16 @@ def test_console_script_exits_2_without_traceback(tmp_path):
 def test_validate_and_capture_bad_input(capsys, argv, fragment):
     code, _, err = _run(capsys, *argv)
     assert code == 2 and err.count("\n") == 1 and fragment in err
+
+
+def test_import_export_round_trip(tmp_path, capsys):
+    imported, exported, again = (tmp_path / n for n in ("t.json.gz", "et.json", "t2.json"))
+    profile = str(DATA / "profiler-cpu.json.gz")
+    assert _run(capsys, "import", "torch-profiler", profile, "-o", str(imported))[0] == 0
+    assert _run(capsys, "export", "chakra", str(imported), "-o", str(exported))[0] == 0
+    assert _run(capsys, "import", "chakra", str(exported), "-o", str(again))[0] == 0
+    from sim.trace import read_trace
+
+    first, second = read_trace(imported), read_trace(again)
+    assert [(o.name, o.flops, o.deps) for o in first.ops] == [
+        (o.name, o.flops, o.deps) for o in second.ops]

@@ -32,6 +32,10 @@ TORCH_DTYPES: dict[torch.dtype, str] = {
     torch.int8: "int8",
     torch.uint8: "uint8",
     torch.bool: "bool",
+    # unsigned wider ints (e.g. the rng_state a CUDA flash attention returns): same width
+    torch.uint16: "int16",
+    torch.uint32: "int32",
+    torch.uint64: "int64",
 }
 
 
