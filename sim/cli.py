@@ -113,6 +113,9 @@ def _add_simulate(sub) -> None:
     p.add_argument("trace")
     _add_hw(p, many=True)
     _add_cost_model(p, measured=True)
+    p.add_argument("--kv-cache", default="trace", choices=("trace", "paged"),
+                   help="paged: decode appends write only the new token (serving engines), "
+                   "instead of the captured HF cache's full copy per step")
     p.add_argument("--group", default="category",
                    choices=("category", "layer", "module", "phase", "bound", "stream"))
     p.add_argument("--top", type=int, default=12, help="rows of the breakdown table")

@@ -129,14 +129,15 @@ def _simulate(args: argparse.Namespace) -> None:
 
     trace = read_trace(args.trace)
     specs = [_spec(name, args.cores) for name in args.hw]
-    results = [_run_one(trace, spec, COST_MODELS[args.cost_model]()) for spec in specs]
+    results = [_run_one(trace, spec, COST_MODELS[args.cost_model](), args.kv_cache)
+               for spec in specs]
     _report(results, args)
 
 
-def _run_one(trace, spec, model):
+def _run_one(trace, spec, model, kv_cache: str = "trace"):
     from sim.simulator import simulate
 
-    return simulate(trace, spec, cost_model=model)
+    return simulate(trace, spec, cost_model=model, kv_cache=kv_cache)
 
 
 def _report(results, args: argparse.Namespace) -> None:

@@ -1,7 +1,8 @@
 """Retargeting a trace to the kernels another device would run for the same work.
 
-A trace captured on a CPU-only torch carries CPU kernel choices. Most ops mean the same work on any
-device (a GEMM is a GEMM; CPU flash attention carries FlashAttention's attrs), but the optimizer
+A trace carries the kernel choices of the framework and machine it was captured on. Most ops mean
+the same work on any device (a GEMM is a GEMM; CPU flash attention carries FlashAttention's
+attrs), but the optimizer
 does not: on a CPU, PyTorch's AdamW runs a sequence of small ops per parameter, while on a GPU its
 default ``foreach`` implementation applies each step of that sequence to a list of parameters at
 once, in a few multi-tensor kernels (``torch.optim.AdamW(foreach=None)`` picks foreach on CUDA:
@@ -23,7 +24,7 @@ from dataclasses import replace
 from sim.errors import InputError
 from sim.trace import Op, Trace, check_graph
 
-__all__ = ["foreach_optimizer", "MAX_TENSORS_PER_LAUNCH"]
+__all__ = ["foreach_optimizer", "paged_kv_cache", "MAX_TENSORS_PER_LAUNCH"]
 
 MAX_TENSORS_PER_LAUNCH = 36
 
@@ -107,3 +108,24 @@ def _redirect_deps(ops: list[Op], members: set[int], last_fused: int) -> list[Op
             op = replace(op, deps=tuple(deps))
         out.append(op)
     return out
+
+
+def paged_kv_cache(trace: Trace) -> Trace:
+    """The trace as a serving engine with a paged KV cache would run its decode steps.
+
+    HF transformers' ``DynamicCache`` appends a step's keys and values with ``torch.cat``, copying
+    the whole cache (read and write) every step; a paged cache (vLLM, Kwon et al., "Efficient
+    Memory Management for Large Language Model Serving with PagedAttention", SOSP 2023) writes
+    only the new tokens into a block. Ops marked ``attrs["kv_cache"] == "append"`` by the capture
+    keep their place and dependencies but move only the new tokens: their last input.
+    """
+    if not any(op.attrs.get("kv_cache") == "append" for op in trace.ops):
+        return trace
+    ops = tuple(_paged(op) if op.attrs.get("kv_cache") == "append" else op for op in trace.ops)
+    return Trace(ops=ops, meta={**trace.meta, "kv_cache": "paged"})
+
+
+def _paged(op: Op) -> Op:
+    new_tokens = op.inputs[-1].nbytes if op.inputs else op.bytes_written
+    return replace(op, bytes_read=new_tokens, bytes_written=new_tokens,
+                   attrs={**op.attrs, "kv_cache": "paged"})

@@ -28,9 +28,10 @@ import simpy
 
 from sim.cost import CalibratedCostModel, CostModel, MeasuredCostModel, OpCost, cost_ops
 from sim.critical_path import critical_path
+from sim.errors import InputError
 from sim.hardware import HardwareSpec
 from sim.result import SimResult
-from sim.retarget import foreach_optimizer
+from sim.retarget import foreach_optimizer, paged_kv_cache
 from sim.timeline import build_records
 from sim.trace import Op, Trace
 
@@ -182,6 +183,7 @@ def simulate(
     cost_model: CostModel | None = None,
     costs: Sequence[OpCost] | None = None,
     retarget: bool = True,
+    kv_cache: str = "trace",
 ) -> SimResult:
     """Run ``trace`` on ``spec``: cost every op (or use ``costs``; the default model is
     :class:`sim.cost.CalibratedCostModel`), simulate, find the critical path, and return per-op
@@ -189,7 +191,13 @@ def simulate(
 
     With ``retarget`` (and no given ``costs``), a trace is first mapped to the kernels the target
     would run (:mod:`sim.retarget`: per-parameter optimizer ops become foreach groups on a GPU).
+    ``kv_cache="paged"`` re-costs the decode KV-cache appends as a paged cache would (a what-if:
+    the captured HF cache copies the whole cache every step).
     """
+    if kv_cache not in ("trace", "paged"):
+        raise InputError(f"unknown KV cache {kv_cache!r}; one of trace, paged", field="--kv-cache")
+    if kv_cache == "paged":
+        trace = paged_kv_cache(trace)
     model = cost_model or CalibratedCostModel()
     if retarget and costs is None and spec.asynchronous and not isinstance(
             model, MeasuredCostModel):

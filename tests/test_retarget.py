@@ -39,3 +39,17 @@ def test_work_is_conserved():
 def test_trace_without_optimizer_is_unchanged():
     trace = Trace((Op(id=0, name="aten::mm", category="gemm"),))
     assert foreach_optimizer(trace) is trace
+
+
+def test_paged_kv_cache_moves_only_the_new_token():
+    from sim.retarget import paged_kv_cache
+    from sim.trace import TensorMeta
+
+    cache, token = TensorMeta((2, 4, 100, 8), "bf16"), TensorMeta((2, 4, 1, 8), "bf16")
+    cat = Op(id=0, name="aten::cat", category="copy", inputs=(cache, token),
+             outputs=(TensorMeta((2, 4, 101, 8), "bf16"),), bytes_read=cache.nbytes + token.nbytes,
+             bytes_written=cache.nbytes + token.nbytes, attrs={"kv_cache": "append"})
+    other = Op(id=1, name="aten::mm", category="gemm", deps=(0,), bytes_read=10.0)
+    paged = paged_kv_cache(Trace((cat, other)))
+    assert paged.ops[0].bytes_read == paged.ops[0].bytes_written == 2 * 4 * 8 * 2
+    assert paged.ops[1] is other and paged.meta["kv_cache"] == "paged"
