@@ -38,7 +38,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from sim.trace import PHASES, Op
 from workloads.op_costs import OpCall, op_cost
-from workloads.tensors import storage_ref, tensor_meta
+from workloads.tensors import storage_ref, tensor_meta, tensors_in
 
 __all__ = ["OpRecorder", "Labeller", "NO_WORK_OPS"]
 
@@ -92,11 +92,11 @@ class OpRecorder(TorchDispatchMode):
         name = func.overloadpacket._qualified_op_name  # "aten::mm"
         if name in NO_WORK_OPS or name.startswith(("prim::", "profiler::")):
             return func(*args, **kwargs)
-        inputs = _tensors((*args, *kwargs.values()))
+        inputs = tensors_in((*args, *kwargs.values()))
         start_ns = time.perf_counter_ns()
         out = func(*args, **kwargs)
         elapsed_ns = time.perf_counter_ns() - start_ns
-        outputs = _tensors(out)
+        outputs = tensors_in(out)
         real = not any(isinstance(t, FakeTensor) for t in (*inputs, *outputs))
         self._record(func, name, args, kwargs, inputs, outputs, elapsed_ns * 1e-9 if real else None)
         return out
@@ -106,7 +106,7 @@ class OpRecorder(TorchDispatchMode):
         op_id = len(self.ops)
         bound = _bind(func, args, kwargs)
         reads = self._storage_ids(inputs)
-        mutated = [t for arg in _written_args(func) for t in _tensors(bound.get(arg))]
+        mutated = [t for arg in _written_args(func) for t in tensors_in(bound.get(arg))]
         written = self._storage_ids(mutated)
         written |= self._storage_ids(outputs) - reads  # fresh outputs
         is_view = func.is_view or torch.Tag.inplace_view in func.tags or (
@@ -172,10 +172,3 @@ def _written_args(func) -> tuple[str, ...]:
                  if a.alias_info is not None and a.alias_info.is_write)
 
 
-def _tensors(value: object) -> list[torch.Tensor]:
-    """Tensors in an aten argument or result: a tensor, or a (nested) list / tuple of them."""
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, list | tuple):
-        return [t for item in value for t in _tensors(item)]
-    return []

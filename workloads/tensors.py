@@ -16,7 +16,7 @@ from sim.trace import TensorMeta
 from sim.units import DTYPE_BYTES
 
 __all__ = ["TORCH_DTYPES", "dtype_name", "tensor_meta", "touched_numel", "touched_bytes",
-           "is_dense", "storage_ref"]
+           "is_dense", "storage_ref", "tensors_in"]
 
 #: torch dtype -> tksim dtype name (the keys of ``sim.units.DTYPE_BYTES``).
 TORCH_DTYPES: dict[torch.dtype, str] = {
@@ -97,3 +97,12 @@ def storage_ref(t: torch.Tensor) -> StorageWeakRef | None:
         return StorageWeakRef(t.untyped_storage())
     except (NotImplementedError, RuntimeError):  # tensor subclasses without a storage
         return None
+
+
+def tensors_in(value: object) -> list[torch.Tensor]:
+    """Tensors in an aten argument or result: a tensor, or a (nested) list / tuple of them."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, list | tuple):
+        return [t for item in value for t in tensors_in(item)]
+    return []

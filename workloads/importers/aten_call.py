@@ -32,7 +32,7 @@ from sim.errors import InputError
 from sim.trace import TensorMeta
 from sim.units import DTYPE_BYTES
 from workloads.op_costs import OpCall, op_cost
-from workloads.tensors import TORCH_DTYPES, dtype_name, storage_ref, tensor_meta
+from workloads.tensors import TORCH_DTYPES, dtype_name, storage_ref, tensor_meta, tensors_in
 
 __all__ = ["RecordedArg", "PricedCall", "CallPricer", "TENSOR", "TENSORS", "SCALAR", "NONE",
            "UNKNOWN", "TYPE_NAMES", "torch_dtype", "resolve_op", "is_decomposed", "split_schema",
@@ -188,7 +188,7 @@ class CallPricer:
                 values = [self._value(arg, param, i == 0)
                           for i, (arg, param) in enumerate(zip(args, params, strict=True))]
                 outputs = self._run(func, params, values, recorded_outputs)
-            inputs = _tensors(values)
+            inputs = tensors_in(values)
             bound = {param.name: value for param, value in zip(params, values, strict=True)}
             mutated = tuple(i for i, p in enumerate(params)
                             if p.alias_info is not None and p.alias_info.is_write)
@@ -211,9 +211,9 @@ class CallPricer:
         positional = [v for p, v in zip(params, values, strict=True) if not p.kwarg_only]
         keywords = {p.name: v for p, v in zip(params, values, strict=True) if p.kwarg_only}
         try:
-            outputs = _tensors(func(*positional, **keywords))
+            outputs = tensors_in(func(*positional, **keywords))
         except Exception:  # noqa: BLE001 - data-dependent or unsupported on fake tensors
-            outputs = _tensors([_fake(arg) for arg in recorded_outputs if arg.kind == TENSOR])
+            outputs = tensors_in([_fake(arg) for arg in recorded_outputs if arg.kind == TENSOR])
         # rng states and seeds (uint64) have no tksim dtype; they are a few bytes
         return [t for t in outputs if t.dtype in TORCH_DTYPES]
 
@@ -296,19 +296,11 @@ def _fake(arg: RecordedArg) -> torch.Tensor:
     return torch.empty_strided(arg.shape, strides, dtype=dtype)
 
 
-def _tensors(value: object) -> list[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, list | tuple):
-        return [t for item in value for t in _tensors(item)]
-    return []
-
-
 def _is_view(func, inputs: list, outputs: list, mutated_values: list) -> bool:
     """The recorder's rule: a view op, or outputs that all alias inputs with nothing written."""
     if func.is_view or torch.Tag.inplace_view in func.tags:
         return True
-    if not outputs or _tensors(mutated_values):
+    if not outputs or tensors_in(mutated_values):
         return False
     read = {ref.cdata for ref in map(storage_ref, inputs) if ref is not None}
     return all((ref := storage_ref(t)) is not None and ref.cdata in read for t in outputs)
