@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_simulate(sub)
     _add_op(sub)
     _add_bench(sub)
+    _add_calibrate(sub)
     _add_validate(sub)
     _add_demo(sub)
     return parser
@@ -149,11 +150,28 @@ def _add_bench(sub) -> None:
     p.add_argument("--json", help="write the figures here")
 
 
+def _add_calibrate(sub) -> None:
+    p = sub.add_parser("calibrate", help="measure this machine's kernels and fit a calibrated "
+                       "spec (CPU)")
+    p.add_argument("--device", default="cpu", choices=("cpu",))
+    p.add_argument("--hw", default="amd-epyc-zen5", help="the datasheet spec to calibrate")
+    p.add_argument("--threads", type=int, default=1, help="torch threads the spec models")
+    p.add_argument("--quick", action="store_true", help="fewer points (about 20 s)")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("-o", "--output", help="calibrated spec (default: "
+                   "hw_specs/calibrated/<hw>-<threads>t.yaml)")
+
+
 def _add_validate(sub) -> None:
     p = sub.add_parser("validate", help="prediction error against measurements: public GPU "
                        "datasets (--dataset) or this machine's kernels (--hw)")
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--dataset", help="all, aiconfigurator, vidur, neusight or llmcompass")
+    target.add_argument("--hw", help="a calibrated CPU spec (tksim calibrate): re-time held-out "
+                        "kernels and models on this machine")
+    p.add_argument("--quick", action="store_true", help="--hw: fewer points (CI)")
+    p.add_argument("--threads", type=int, default=1, help="--hw: torch threads while timing")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("--data-dir", help="ground-truth folder (default: $TKSIM_GROUND_TRUTH or "
                    "../shared/ground_truth beside the repository)")
     p.add_argument("--json", help="write the results JSON here")

@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
         "op": _op,
         "bench": _bench,
         "validate": _validate,
+        "calibrate": _calibrate,
         "demo": _demo,
     }[args.command]
     return handler(args) or 0
@@ -216,7 +217,32 @@ def _bench(args: argparse.Namespace) -> None:
 # -- validate ----------------------------------------------------------------------------------
 def _validate(args: argparse.Namespace) -> None:
     _check_outputs(args.json, args.html)
-    _validate_dataset(args)
+    if args.hw:
+        _validate_cpu(args)
+    else:
+        _validate_dataset(args)
+
+
+def _validate_cpu(args: argparse.Namespace) -> None:
+    _workloads()  # re-timing kernels needs torch
+    from validation import validate_cpu, write_cpu_report
+    from validation.cpu_report import cpu_results_markdown
+
+    results = validate_cpu(args.hw, quick=args.quick, threads=args.threads,
+                           progress=args.progress)
+    print(cpu_results_markdown(results), end="")
+    if args.html:
+        write_cpu_report(results, args.html)
+    if args.json:
+        write_atomic(args.json, json.dumps(results, indent=1, sort_keys=True) + "\n")
+
+
+def _calibrate(args: argparse.Namespace) -> None:
+    _workloads()
+    from validation import calibrate_cpu
+
+    path = calibrate_cpu(args.threads, args.quick, args.output, args.progress, datasheet=args.hw)
+    print(f"wrote calibrated spec: {path} (use it as --hw {path})")
 
 
 def _validate_dataset(args: argparse.Namespace) -> None:

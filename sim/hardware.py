@@ -17,6 +17,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from sim.cpu_calibration import CpuCalibration, read_cpu_calibration
 from sim.errors import InputError
 from sim.spec_reader import Reader
 from sim.units import Dimension
@@ -71,7 +72,12 @@ class Compute:
     on sm90/sm100: one CTA per SM loops over tiles, so the pipeline fills once and each tile's
     epilogue overlaps the next tile's main loop). Optional (GPUs): ``clocks`` (:class:`Clocks`) and
     ``sfu_ops_per_cycle_per_unit``, the special-function (exp2, rsqrt) results per cycle per SM
-    that bound softmax in attention.
+    that bound softmax in attention. ``gemm_menu``: the GEMM library's CTA tiles as (m, n, k,
+    sharing) -- k the main loop's step, sharing the SMs that split one operand's loads (TMA
+    multicast in a 2-CTA cluster, 2-SM MMAs); ``compute_capability`` (8.0, 9.0, ...) selects
+    per-architecture software constants (NCCL's tuner); ``attention_kernel``: the fused
+    attention the serving stack runs here (``fa2``: softmax between the MMAs; ``fa3`` /
+    ``trtllm``: warp-specialized, softmax overlapped with the MMAs).
     """
 
     num_units: int
@@ -83,6 +89,9 @@ class Compute:
     gemm_persistent: bool = False
     clocks: Clocks | None = None
     sfu_ops_per_cycle_per_unit: float | None = None
+    gemm_menu: tuple[tuple[int, int, int, int], ...] = ()
+    compute_capability: float | None = None
+    attention_kernel: str | None = None
 
     def matrix_peak(self, dtype: str) -> float:
         """Dense matrix peak for ``dtype``, else that of the nearest wider dtype the spec lists."""
@@ -161,7 +170,11 @@ class Efficiency:
 
 @dataclass(frozen=True)
 class HardwareSpec:
-    """A device: compute, memory hierarchy (innermost first), host overheads, links, power."""
+    """A device: compute, memory hierarchy (innermost first), host overheads, links, power.
+
+    ``cpu_calibration``: the fitted CPU sub-model of a calibrated CPU spec
+    (:mod:`sim.cpu_calibration`), None for a datasheet-only spec.
+    """
 
     name: str
     kind: str
@@ -178,6 +191,7 @@ class HardwareSpec:
     path: str = ""
     datasheet_units: int = 0
     per_unit_scaled: bool = field(default=False, compare=False)
+    cpu_calibration: CpuCalibration | None = None
 
     @property
     def asynchronous(self) -> bool:
@@ -249,6 +263,12 @@ def parse_spec(data: object, *, file: str) -> HardwareSpec:
         path=file,
         datasheet_units=compute.num_units,
     )
+    calibration = top.section("cpu_calibration", required=False)
+    if calibration is not None:  # a CPU calibrated by validation.calibrate_cpu
+        if kind != "cpu":
+            raise top.error("cpu_calibration", "only a cpu spec can carry a CPU calibration")
+        spec = dataclasses.replace(spec, cpu_calibration=read_cpu_calibration(
+            calibration, tuple(level.name for level in spec.memory)))
     top.finish()
     return spec
 
@@ -272,6 +292,7 @@ def _read_compute(r: Reader) -> Compute:
     tile_m = int(tile.quantity("m", Dimension.COUNT, high=4096))
     tile_n = int(tile.quantity("n", Dimension.COUNT, high=4096))
     persistent = bool(tile.raw("persistent", bool, required=False) or False)
+    menu = _read_gemm_menu(tile)
     tile.finish()
     per_cycle = num_units * clock_hz
     compute = Compute(
@@ -285,9 +306,27 @@ def _read_compute(r: Reader) -> Compute:
         clocks=_read_clocks(r.section("clocks", required=False)),
         sfu_ops_per_cycle_per_unit=r.quantity("sfu_ops_per_cycle_per_unit", Dimension.COUNT,
                                               high=1e4, required=False),
+        gemm_menu=menu,
+        compute_capability=r.quantity("compute_capability", Dimension.COUNT, high=100,
+                                      required=False),
+        attention_kernel=r.text("attention_kernel", required=False,
+                                choices=("fa2", "fa3", "trtllm")),
     )
     r.finish()
     return compute
+
+
+def _read_gemm_menu(tile: Reader) -> tuple[tuple[int, int, int, int], ...]:
+    """``menu: [[m, n, k], [m, n, k, sharing], ...]``: positive integer CTA tile shapes."""
+    entries = tile.raw("menu", list, required=False) or []
+    menu = []
+    for entry in entries:
+        ok = (isinstance(entry, list) and len(entry) in (3, 4)
+              and all(isinstance(x, int) and 0 < x <= 4096 for x in entry))
+        if not ok:
+            raise tile.error("menu", f"entries are [m, n, k] or [m, n, k, sharing], got {entry!r}")
+        menu.append((*entry, 1) if len(entry) == 3 else tuple(entry))
+    return tuple(menu)
 
 
 def _read_clocks(r: Reader | None) -> Clocks | None:

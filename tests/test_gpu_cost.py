@@ -1,8 +1,9 @@
 """The GPU sub-models on the round-number toy GPU: every expected time computed by hand.
 
-Toy GPU (tests/data/toy-gpu.yaml): 2 units, bf16 2 TFLOP/s (1 TFLOP/s per unit), vector fp32
-0.5 TFLOP/s, GEMM tile 64x64, L2 1 MB at 1 TB/s and 1 us, HBM 1 GB at 100 GB/s and 2 us,
-one 100 GB/s NVLink.
+Toy GPU (tests/data/toy-gpu.yaml): 2 units at 1 GHz, bf16 2 TFLOP/s (1 TFLOP/s per unit), vector
+fp32 0.5 TFLOP/s, GEMM tile 64x64 (no menu: 128x64, 64x64, 64x32, 32x32, 32 deep), L2 1 MB at
+1 TB/s and 1 us, HBM 1 GB at 100 GB/s and 2 us, one 100 GB/s NVLink; no compute capability, no
+attention kernel (FlashAttention-2 structure).
 """
 
 from __future__ import annotations
@@ -17,21 +18,23 @@ from sim.cost import A100_FIT, CalibratedCostModel, GpuParams, RooflineCostModel
 from sim.cost.attention import attention_times
 from sim.cost.collective import collective_times
 from sim.cost.gemm import gemm_times
-from sim.cost.gpu_params import operand_stream_efficiency
+from sim.cost.gpu_params import kernel_overhead_s, kernel_scope, operand_stream_efficiency
 from sim.cost.vector import stream_op_times
 from sim.errors import InputError
 from sim.hardware import Clocks, parse_spec
 from sim.single_op import make_op
 from sim.spec_library import load_spec, read_yaml
 
-# Ideal parameters: peak rates, no fitted overheads except 1 us per kernel.
+# Ideal parameters: peak rates, no fitted overheads except 1000 cycles (1 us at 1 GHz) per kernel.
 IDEAL = GpuParams(
-    matrix_efficiency=1.0, tile_overhead_cycles=0.0, kernel_overhead_s=1e-6,
-    inflight_bytes_per_unit=float("inf"), stream_efficiency=1.0, vector_efficiency=1.0,
-    softmax_ops_per_pair=0.0, attention_cta_round_trips=0.0, attention_overhead_s=0.0,
-    link_efficiency=1.0, link_efficiency_drop=0.0, collective_latency_s=0.0,
-    collective_latency_scale=0.0, default_clock_fraction=0.5, event_floor_s=0.0,
+    matrix_efficiency=1.0, tile_overhead_cycles=0.0, iteration_cycles=0.0,
+    kernel_overhead_cycles=1000.0, inflight_bytes_per_unit=float("inf"), stream_efficiency=1.0,
+    vector_efficiency=1.0, softmax_ops_per_pair=0.0, attention_cta_round_trips=0.0,
+    attention_overhead_cycles=0.0, link_efficiency=1.0, link_efficiency_drop=0.0,
+    collective_latency_s=0.0, collective_latency_scale=0.0, default_clock_fraction=0.5,
+    event_floor_s=0.0, graph_gap_cycles=0.0,
 )
+STEP = 2 * 128 * 64 * 32 / 1e12  # one 32-deep main-loop step of a 128x64 tile at 1 TFLOP/s
 
 
 def _gemm(spec, params, mode="locked", **shape):
@@ -39,24 +42,26 @@ def _gemm(spec, params, mode="locked", **shape):
     return {k: float(v) for k, v in result.items()}
 
 
+def _with_compute(spec, **changes):
+    return dataclasses.replace(spec, compute=dataclasses.replace(spec.compute, **changes))
+
+
 def test_gemm_large_tile_fills_the_gpu(toy_gpu):
-    # preferred tile 128x64 (twice the spec's 64 in m): 2 tiles on 2 units = 1 wave of
-    # 2*128*64*1000 FLOP at 1 TFLOP/s per unit; operands (512 kB) + C (32 kB) fit the 1 MB L2:
-    # reads 1 us + 0.512 us overlap the main loop, the C write (32768 B at 1 TB/s) follows
+    # menu without gemm_tile.menu: the 64x64 tile doubled in m first (128x64), bk 32: 2 tiles on
+    # 2 units = 1 wave of ceil(1000 / 32) = 32 steps; operands (512 kB) + C (32 kB) fit the 1 MB
+    # L2 and their reads (1 us + 0.512 us) overlap the main loop; C drains to HBM (100 GB/s)
     r = _gemm(toy_gpu, IDEAL, m=128, n=128, k=1000)
     assert (r["tile_m"], r["tile_n"], r["waves"]) == (128, 64, 1)
-    assert r["t_s"] == pytest.approx(2 * 128 * 64 * 1000 / 1e12 + 32768 / 1e12 + 1e-6)
+    assert r["t_s"] == pytest.approx(32 * STEP + 32768 / 100e9 + 1e-6)
 
 
 def test_gemm_tile_overhead_is_paid_per_wave_unless_persistent(toy_gpu):
     params = IDEAL.replace(tile_overhead_cycles=1000.0)  # 1 us at the toy's 1 GHz
-    plain = _gemm(toy_gpu, params, m=512, n=64, k=500)  # 4 tiles of 128x64: 2 waves
-    assert plain["waves"] == 2
-    mainloop = 2 * 2 * 128 * 64 * 500 / 1e12  # operands (576 kB) and C (64 kB) sit in L2
-    assert plain["t_s"] == pytest.approx(mainloop + 2 * 1e-6 + 65536 / 1e12 + 1e-6)
-    compute = dataclasses.replace(toy_gpu.compute, gemm_persistent=True)
-    persistent = _gemm(dataclasses.replace(toy_gpu, compute=compute), params, m=512, n=64,
-                       k=500)
+    plain = _gemm(toy_gpu, params, m=512, n=64, k=512)  # 4 tiles of 128x64: 2 waves
+    assert (plain["tile_m"], plain["waves"]) == (128, 2)
+    mainloop = 2 * 16 * STEP  # operands (590 kB) and C (64 kB) sit in L2
+    assert plain["t_s"] == pytest.approx(mainloop + 2 * 1e-6 + 65536 / 100e9 + 1e-6)
+    persistent = _gemm(_with_compute(toy_gpu, gemm_persistent=True), params, m=512, n=64, k=512)
     assert persistent["t_s"] == pytest.approx(mainloop + 1e-6 + 1e-6)  # one fill, write hidden
 
 
@@ -74,6 +79,45 @@ def test_default_clocks_slow_tensor_work_by_the_fitted_fraction(toy_gpu):
     assert default["t_compute_s"] == pytest.approx(2 * locked["t_compute_s"])  # fraction 0.5
 
 
+def test_main_loop_steps_cannot_beat_the_iteration_floor(toy_gpu):
+    # m=16: a 16x64 tile does 65.5 ns of MMA per 32-deep step, under the 1 us floor; 10 steps
+    params = IDEAL.replace(iteration_cycles=1000.0)
+    r = _gemm(toy_gpu, params, m=16, n=64, k=320)
+    assert r["t_compute_s"] == pytest.approx(10 * 1e-6)
+
+
+def test_operand_feed_from_l2_bounds_narrow_tiles_unless_shared(toy_gpu):
+    # L2 at 10 GB/s: a 128x64 tile (menu entry, no sharing) loads (128 + 64) x 1024 x 2 B per SM
+    l2 = dataclasses.replace(toy_gpu.memory[1], bandwidth_bytes_per_s=10e9)
+    slow = dataclasses.replace(toy_gpu, memory=(toy_gpu.memory[0], l2, toy_gpu.memory[2]))
+    one = _with_compute(slow, gemm_menu=((128, 64, 32, 1),))
+    r = _gemm(one, IDEAL, m=128, n=128, k=1024)
+    feed = 2 * 1024 * 2 * (128 + 64) / 10e9  # 2 active SMs, one wave
+    assert r["t_s"] == pytest.approx(feed + 32768 / 100e9 + 1e-6)
+    two = _with_compute(slow, gemm_menu=((128, 64, 32, 2),))  # the pair loads the 128 edge once
+    assert _gemm(two, IDEAL, m=128, n=128, k=1024)["t_s"] < r["t_s"]
+
+
+def test_kernel_overhead_is_counted_in_sm_cycles(toy_gpu):
+    fast = _with_compute(toy_gpu, clock_hz=2e9)
+    assert kernel_overhead_s(toy_gpu, IDEAL) == pytest.approx(1e-6)
+    assert kernel_overhead_s(fast, IDEAL) == pytest.approx(0.5e-6)
+    # a profiler's kernel durations leave out the gap between graph nodes
+    gap = IDEAL.replace(graph_gap_cycles=400.0)
+    assert kernel_scope(gap).kernel_overhead_cycles == pytest.approx(600.0)
+    assert kernel_scope(IDEAL.replace(graph_gap_cycles=5000.0)).kernel_overhead_cycles == 0.0
+
+
+def test_specs_carry_their_libraries_kernel_menus():
+    assert (128, 256, 64, 2) in load_spec("h100").compute.gemm_menu
+    assert load_spec("a100").compute.gemm_menu[0] == (256, 128, 32, 1)
+    assert load_spec("b200").compute.compute_capability == 10.0
+    data = read_yaml(Path(load_spec("h100").path))
+    data["compute"]["gemm_tile"]["menu"] = [[128, 128]]
+    with pytest.raises(InputError, match="compute.gemm_tile.menu"):
+        parse_spec(data, file="x.yaml")
+
+
 def test_littles_law_limits_multistage_kernels(toy_gpu):
     # 2 units x 1000 B in flight / (2 us * 100 GB/s) = 1 % of the HBM peak
     params = IDEAL.replace(inflight_bytes_per_unit=1000.0)
@@ -87,6 +131,9 @@ def test_memory_bound_op_ramps_with_latency(toy_gpu):
     assert float(r["t_s"]) == pytest.approx(2e-6 + 1e8 / 50e9 + 1e-6)
     tiny = stream_op_times(toy_gpu, IDEAL, nbytes=1e3, flops=0.0, dtype="fp32")
     assert float(tiny["t_s"]) == pytest.approx(1e-6 + 1e3 / 1e12 + 1e-6)  # from L2
+    # a one-CTA-per-row kernel waiting on 3 more dependent DRAM round trips (2 us each)
+    chained = stream_op_times(toy_gpu, IDEAL, nbytes=1e3, flops=0.0, dtype="fp32", round_trips=3)
+    assert float(chained["t_s"]) == pytest.approx(float(tiny["t_s"]) + 3 * 2e-6)
 
 
 def test_decode_attention_streams_the_kv_cache(toy_gpu):
@@ -106,6 +153,29 @@ def test_prefill_attention_counts_causal_blocks(toy_gpu):
     r = attention_times(toy_gpu, IDEAL, b=1, h_q=1, h_kv=1, s_q=256, s_k=256, d=64,
                         causal=True, dtype="bf16", clock_mode="locked")
     assert float(r["t_compute_s"]) == pytest.approx(1.5 * 128 * 128 * 4 * 64 / 1e12)
+
+
+def test_fa3_overlaps_the_softmax_with_the_mmas(toy_gpu):
+    # s=1024, 1 head: 8 query blocks = 8 CTAs on 2 units (4 waves), each 36 * 128^2 / 8 pairs;
+    # MMA 4 * 64 / 1 TFLOP/s = 0.256 ns per pair, softmax 100 FP32 ops / 0.25 TFLOP/s = 0.4 ns
+    params = IDEAL.replace(softmax_ops_per_pair=100.0)
+    shape = {"b": 1, "h_q": 1, "h_kv": 1, "s_q": 1024, "s_k": 1024, "d": 64, "causal": True,
+             "dtype": "bf16", "clock_mode": "locked"}
+    pairs = 36 * 128 * 128 / 8
+    fa2 = attention_times(toy_gpu, params, **shape)
+    assert float(fa2["t_compute_s"]) == pytest.approx(4 * pairs * (0.256e-9 + 0.4e-9))
+    fa3 = attention_times(_with_compute(toy_gpu, attention_kernel="fa3"), params, **shape)
+    fill = 128 * 128 * 0.4e-9  # the first block's softmax has no MMA to hide under
+    assert float(fa3["t_compute_s"]) == pytest.approx(4 * (fill + pairs * 0.4e-9))
+
+
+def test_decode_splits_the_kv_cache_over_idle_sms(toy_gpu):
+    # one sequence, one KV head: 2 splits keep both units streaming (1 % each by Little's law)
+    params = IDEAL.replace(inflight_bytes_per_unit=1000.0)
+    r = attention_times(toy_gpu, params, b=1, h_q=1, h_kv=1, s_q=1, s_k=4096, d=64, causal=True,
+                        dtype="bf16", clock_mode="locked")
+    nbytes = 64 * (2 * 1 + 2 * 4096) * 2
+    assert float(r["t_memory_s"]) == pytest.approx(2e-6 + nbytes / (100e9 * 0.01))
 
 
 def test_ring_all_reduce_picks_the_simple_protocol_at_zero_latency(toy_gpu):
@@ -130,10 +200,29 @@ def test_link_efficiency_grows_with_ranks(toy_gpu):
 
 
 def test_protocol_latencies_follow_nccl_tuning(toy_gpu):
-    # 1 byte: LL wins with NCCL's ring latency 3.6 us + 2 steps * 0.47 us (NVLink)
+    # 1 byte: LL wins with NCCL 2.28's ring latency 6.6 us + 2 steps * 0.6 us (NVLink)
     params = IDEAL.replace(collective_latency_scale=1.0)
     r = collective_times(toy_gpu, params, kind="allgather", size_bytes=1.0, num_ranks=3)
-    assert float(r["t_latency_s"]) == pytest.approx(3.6e-6 + 2 * 0.47e-6)
+    assert float(r["t_latency_s"]) == pytest.approx(6.6e-6 + 2 * 0.6e-6)
+    pcie = dataclasses.replace(toy_gpu.links[0], kind="pcie")  # LL: 6.6 us + 2 * 1.0 us
+    r = collective_times(dataclasses.replace(toy_gpu, links=(pcie,)), params, kind="allgather",
+                         size_bytes=1.0, num_ranks=3)
+    assert float(r["t_latency_s"]) == pytest.approx(6.6e-6 + 2 * 1.0e-6)
+
+
+def test_nccl_architecture_constants_come_from_the_compute_capability(toy_gpu):
+    # Hopper: NVLS at NCCL's 0.85 efficiency still beats the ring's 1.5 S at n = 4 (1.25 S)
+    link = dataclasses.replace(toy_gpu.links[0], in_network_reduction=True)
+    hopper = _with_compute(dataclasses.replace(toy_gpu, links=(link,)), compute_capability=9.0)
+    r = collective_times(hopper, IDEAL, kind="allreduce", size_bytes=1e9, num_ranks=4)
+    assert bool(r["nvls"]) and float(r["t_s"]) == pytest.approx(1.25e9 / (100e9 * 0.85))
+    # Ampere: no NVLS; LL's bus bandwidth is capped at 87.7 GB/s (300 GB/s link: 150 uncapped)
+    fast = dataclasses.replace(link, bandwidth_bytes_per_s=300e9)
+    ampere = _with_compute(dataclasses.replace(toy_gpu, links=(fast,)), compute_capability=8.0)
+    params = IDEAL.replace(collective_latency_scale=1.0)
+    r = collective_times(ampere, params, kind="allreduce", size_bytes=1e5, num_ranks=2)
+    assert not bool(r["nvls"])
+    assert float(r["t_s"]) == pytest.approx(6.6e-6 + 2 * 0.6e-6 + 1e5 / 87.7e9)
 
 
 def test_gpu_specs_carry_clocks_sfu_and_kernel_style():

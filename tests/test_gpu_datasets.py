@@ -64,6 +64,18 @@ def test_shapes_follow_each_source_convention(rows):
     assert (qkv["n"], qkv["k"]) == (12288, 4096)
     decode = rows[(rows["op"] == "decode")].iloc[0]
     assert decode["s_q"] == 1
+    # the profiled block repeats: a GEMM's weights compete with the whole block for L2
+    block = (12288 * 4096 + 4096 * 4096 + 2 * 11008 * 4096 + 11008 * 4096) * 2
+    assert qkv["resident_bytes"] >= block
+
+
+def test_vidur_kernels_loop_steps_follow_their_launch_configs(rows):
+    # Llama-2-7B TP1 (h 4096, f 11008, 32 heads of 128): rms_norm 2 passes of 4096 / 1024,
+    # silu_and_mul ceil(11008 / 1024), rotary 2048 q pairs + 2048 k pairs over 512 threads
+    steps = rows[(rows["dataset"] == "vidur") & (rows["model"] == "Llama-2-7b-hf")
+                 & (rows["tp"] == 1)].groupby("op")["row_steps"].first()
+    assert (steps["input_layernorm"], steps["mlp_act"], steps["attn_rope"]) == (8, 11, 8)
+    assert np.isnan(steps["add"]) and np.isnan(steps["attn_pre_proj"])
 
 
 def test_missing_folder_is_a_clear_error(tmp_path, monkeypatch):

@@ -2,22 +2,27 @@
 
 The error metrics every report uses (:mod:`validation.metrics`); the GPU validation against
 public measurements (``run_gpu_validation`` from :mod:`validation.gpu_validation`,
-``write_gpu_report`` from :mod:`validation.gpu_report`), imported lazily so that
-``import validation`` stays light.
+``write_gpu_report`` from :mod:`validation.gpu_report`); the CPU calibration and validation on
+this machine (``calibrate_cpu`` from :mod:`validation.cpu_calibrate`, ``validate_cpu`` from
+:mod:`validation.cpu_validation`, ``write_cpu_report`` from :mod:`validation.cpu_report`). All
+but the metrics are imported lazily, so that ``import validation`` stays light.
 """
+
+from importlib import import_module
 
 from validation.metrics import ErrorSummary, ape, summarize_errors
 
-__all__ = ["ErrorSummary", "ape", "summarize_errors", "run_gpu_validation", "write_gpu_report"]
+__all__ = ["ErrorSummary", "ape", "summarize_errors", "run_gpu_validation", "write_gpu_report",
+           "calibrate_cpu", "validate_cpu", "write_cpu_report"]
+
+_LAZY = {"run_gpu_validation": "validation.gpu_validation",
+         "write_gpu_report": "validation.gpu_report",
+         "calibrate_cpu": "validation.cpu_calibrate",
+         "validate_cpu": "validation.cpu_validation",
+         "write_cpu_report": "validation.cpu_report"}
 
 
 def __getattr__(name: str):
-    if name == "run_gpu_validation":
-        from validation.gpu_validation import run_gpu_validation
-
-        return run_gpu_validation
-    if name == "write_gpu_report":
-        from validation.gpu_report import write_gpu_report
-
-        return write_gpu_report
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'validation' has no attribute {name!r}")

@@ -11,6 +11,11 @@ rows with t_calc + ``event_floor_s`` (the launch and CUDA-event overhead around 
 kernels really move over the single-pass minimum the adapter computes (an unfused RMSNorm in
 PyTorch reads and writes its tensor several times). It is a property of the software, not of the
 GPU: it is fitted on A100 and carried unchanged to the held-out GPUs that ran the same code.
+``round_trips`` maps the same ops to the dependent DRAM round trips on their kernel's critical
+path: per loop step (the row's ``row_steps``) of a kernel that runs one CTA per token and loops
+over the hidden dimension, per call otherwise -- what sets the time of a few-token call; also a
+property of the kernel, priced at each spec's DRAM latency. Rows in the ``kernel`` scope
+(profiler durations) exclude the graph-node gap (:func:`~sim.cost.gpu_params.kernel_scope`).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import pandas as pd
 from sim.cost.attention import attention_times
 from sim.cost.collective import collective_times
 from sim.cost.gemm import gemm_times
-from sim.cost.gpu_params import GpuParams
+from sim.cost.gpu_params import GpuParams, kernel_scope
 from sim.cost.vector import stream_op_times
 from sim.hardware import HardwareSpec
 from sim.spec_library import load_spec
@@ -44,23 +49,26 @@ def params_for(params: GpuParams | str, spec: HardwareSpec) -> GpuParams:
 
 
 def predict(rows: pd.DataFrame, params: GpuParams | str,
-            traffic: dict[str, float] | None = None) -> np.ndarray:
+            traffic: dict[str, float] | None = None,
+            round_trips: dict[str, float] | None = None) -> np.ndarray:
     """Predicted seconds per row, in each row's timing scope (see module doc)."""
-    traffic = traffic or {}
+    traffic, round_trips = traffic or {}, round_trips or {}
     out = np.full(len(rows), np.nan)
-    keys = ["spec", "category", "dtype", "clock_mode", "op", "kind"]
+    keys = ["spec", "category", "dtype", "clock_mode", "op", "kind", "scope"]
     for key, index in rows.groupby(keys, sort=False).indices.items():
         spec = _spec(key[0])
         group = rows.iloc[index]
         p = params_for(params, spec)
+        if key[6] == "kernel":  # profiler kernel durations: no graph-node gap
+            p = kernel_scope(p)
         t = _t_calc(spec, p, group, category=key[1], dtype=key[2], clock_mode=key[3],
-                    traffic=traffic.get(key[4], 1.0))
+                    traffic=traffic.get(key[4], 1.0), round_trips=round_trips.get(key[4], 0.0))
         out[index] = t + np.where(group["scope"].to_numpy() == "event", p.event_floor_s, 0.0)
     return out
 
 
 def _t_calc(spec, p, g: pd.DataFrame, *, category: str, dtype: str, clock_mode: str,
-            traffic: float):
+            traffic: float, round_trips: float):
     col = {name: g[name].to_numpy() for name in g.columns}
     if category in ("gemm", "gemm_fp8"):
         resident = np.where(np.isnan(col["resident_bytes"]), np.nan, col["resident_bytes"])
@@ -72,8 +80,11 @@ def _t_calc(spec, p, g: pd.DataFrame, *, category: str, dtype: str, clock_mode: 
                                s_q=col["s_q"], s_k=col["s_k"], d=col["d"], causal=True,
                                dtype=dtype, clock_mode=clock_mode)["t_s"]
     if category == "memory":
+        resident = col["resident_bytes"]
+        steps = np.where(np.isnan(col["row_steps"]), 1.0, col["row_steps"])
         return stream_op_times(spec, p, nbytes=col["nbytes"] * traffic, flops=col["flops"],
-                               dtype=dtype)["t_s"]
+                               dtype=dtype, round_trips=round_trips * steps,
+                               resident_bytes=None if np.isnan(resident).any() else resident)["t_s"]
     if category == "collective":
         return collective_times(spec, p, kind=col["kind"][0], size_bytes=col["size_bytes"],
                                 num_ranks=col["num_ranks"])["t_s"]

@@ -72,11 +72,17 @@ def _table(entries: list[dict], keys: list[str]) -> str:
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
+def _verdict(target: dict) -> str:
+    if target.get("excluded"):
+        return f"excluded: {escape(target['excluded'])}"
+    return "met" if target["met"] else "NOT met"
+
+
 def _targets_table(targets: list[dict]) -> str:
     rows = "".join(
         f"<tr><td>{escape(t['target'])}</td><td>{escape(t['gpu'])}</td>"
         f"<td>{escape(t['model'])}</td><td>{t['statistic']}</td><td>{_pct(t['value'])}</td>"
-        f"<td>&le; {_pct(t['bound'])}</td><td>{'met' if t['met'] else 'NOT met'}</td>"
+        f"<td>&le; {_pct(t['bound'])}</td><td>{_verdict(t)}</td>"
         f"<td>{_pct(t['datasheet_value'])}</td></tr>" for t in targets)
     return ("<table><tr><th>target</th><th>gpu</th><th>model</th><th>statistic</th>"
             "<th>calibrated</th><th>bound</th><th></th><th>datasheet-only</th></tr>"

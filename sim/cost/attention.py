@@ -11,28 +11,38 @@ Grouped-query attention (h_kv < h_q) reads K and V for h_kv heads only.
 
 **GPU** (:func:`attention_times`, vectorized; parameters in :class:`GpuParams`). Prefill runs one
 CTA per (sequence, query head, block of ``_BLOCK`` queries) and walks the key blocks the causal mask
-leaves. Per (query, key) pair it spends 4 d FLOP on the tensor cores, one exp2 on the
-special-function units and ``softmax_ops_per_pair`` FP32 operations (scale, running max, sum,
-rescale of the output accumulator) on the CUDA cores, one after the other (FlashAttention-2, Dao
-2023, sections 3.1-3.2: the non-matmul work sits between the two MMAs of each block):
+leaves. Per (query, key) pair it spends 4 d FLOP on the tensor cores (``mma``) and a softmax of one
+exp2 on the special-function units and ``softmax_ops_per_pair`` FP32 operations (scale, running
+max, sum, rescale of the output accumulator) on the CUDA cores (``softmax``). How the two combine
+is the kernel's structure, the spec's ``attention_kernel``:
 
-    t_pair    = 4 d / (peak / num_units * matrix_efficiency)
-                + 1 / (sfu_ops_per_cycle * clock) + softmax_ops_per_pair / (fp32 peak / num_units)
-    t_prefill = waves * (t_cta + padded pairs per CTA * t_pair),  waves = ceil(CTAs / num_units)
+    fa2:           t_pair = mma + softmax,      t_fill = t_cta
+    fa3, trtllm:   t_pair = max(mma, softmax),  t_fill = t_cta + one block's softmax
+    mma     = 4 d / (peak / num_units * matrix_efficiency)
+    softmax = 1 / (sfu_ops_per_cycle * clock) + softmax_ops_per_pair / (fp32 peak / num_units)
+    t_prefill = waves * (t_fill + padded pairs per CTA * t_pair),  waves = ceil(CTAs / num_units)
 
-The MMAs run at the GEMM main-loop efficiency (the same tensor cores). Decode (one query per
-sequence over a KV cache of s_k tokens) runs one CTA per (sequence, KV head) -- the query heads of
-a GQA group share it -- split along the KV length to fill idle SMs (flash-decoding), and streams
-the cache: bytes = b * s_k * h_kv * d * 2 (K and V) * dtype bytes at the operand stream efficiency
-(:func:`~sim.cost.gpu_params.operand_stream_efficiency`):
+FlashAttention-2 computes each block's softmax between its two MMAs (Dao 2023, sections 3.1-3.2).
+FlashAttention-3 and TensorRT-LLM's Blackwell kernels are warp-specialized: two consumer
+warpgroups ping-pong, one's softmax running under the other's MMAs, so the slower of the two
+bounds a pair, and the first block's softmax has nothing to hide under (Shah et al.,
+"FlashAttention-3", NeurIPS 2024, section 3.1). The MMAs run at the GEMM main-loop efficiency
+(the same tensor cores).
 
-    t_decode  = waves * t_cta + latency + bytes / (bandwidth * efficiency),
-                waves = ceil(b * h_kv / num_units)
+Decode (one query per sequence over a KV cache of s_k tokens) runs one CTA per (sequence, KV head)
+-- the query heads of a GQA group share it -- split along the KV length into as many pieces as
+fill the SMs (flash-decoding; at least one ``_BLOCK`` of keys each), and streams the cache:
+bytes = b * s_k * h_kv * d * 2 (K and V) * dtype bytes at the operand stream efficiency of the
+busy SMs (:func:`~sim.cost.gpu_params.operand_stream_efficiency`):
+
+    splits    = clip(ceil(num_units / (b h_kv)), 1, ceil(s_k / _BLOCK)),  CTAs = b h_kv splits
+    t_decode  = max(waves * t_cta + latency + bytes / (bandwidth * efficiency),
+                    waves * t_cta + b h_q s_k (mma + softmax) / busy SMs)
 
 ``t_cta`` = ``attention_cta_round_trips`` dependent main-memory round trips (block table, Q, first
 K/V block, output) per CTA, in units of the spec's DRAM latency. Both phases pay
-``attention_overhead_s`` once per op: a serving backend's attention is a few kernels (KV-cache
-write, attention, split-KV combine) and their launch ramps.
+``attention_overhead_cycles`` once per op (SM cycles): a serving backend's attention is a few
+kernels (KV-cache write, attention, split-KV combine) and their launch ramps.
 """
 
 from __future__ import annotations
@@ -56,6 +66,7 @@ __all__ = ["attention_pairs", "attention_flops", "attention_bytes", "attention_t
            "attention_times"]
 
 _BLOCK = 128  # query and key block edge of FlashAttention-2/3 kernels for head_dim <= 128
+_OVERLAPPED = ("fa3", "trtllm")  # warp-specialized kernels (spec ``attention_kernel``)
 
 
 def attention_pairs(s_q: int, s_k: int, causal: bool, align: str = "bottom_right") -> int:
@@ -111,34 +122,53 @@ def attention_times(
     """
     b, h_q, h_kv, s_q, s_k, d = (np.asarray(x, float) for x in
                                  np.broadcast_arrays(b, h_q, h_kv, s_q, s_k, d))
-    c = spec.compute
-    t_pair = _pair_time_s(spec, params, d, dtype, clock_mode)
+    units = spec.compute.num_units
+    mma, softmax = _pair_times_s(spec, params, d, dtype, clock_mode)
     t_cta = params.attention_cta_round_trips * spec.main_memory.latency_s
-    q_blocks = np.ceil(s_q / _BLOCK)
-    waves = np.ceil(b * h_q * q_blocks / c.num_units)
-    t_prefill = waves * (t_cta + _padded_pairs(s_q, s_k, causal) / q_blocks * t_pair)
-    decode_waves = np.ceil(b * h_kv / c.num_units)  # one CTA per (sequence, KV head)
-    t_decode_compute = decode_waves * t_cta + b * h_q * s_k * t_pair / c.num_units
+    overhead_s = params.attention_overhead_cycles / cycle_clock_hz(spec, clock_mode)
     nbytes = b * d * (2.0 * h_q * s_q + 2.0 * h_kv * s_k) * DTYPE_BYTES[dtype]
-    active = np.minimum(np.where(s_q <= 1, b * h_kv, b * h_q * q_blocks), c.num_units)
-    t_memory = stream_time_s(spec, nbytes, nbytes,
-                             operand_stream_efficiency(spec, params, active))
     decode = s_q <= 1
+    q_blocks = np.ceil(s_q / _BLOCK)
+    ctas = b * h_q * q_blocks  # prefill: one CTA per (sequence, query head, block of queries)
+    t_prefill = _prefill_s(spec, s_q, s_k, causal, ctas, (mma, softmax, t_cta))
+    # decode: one CTA per (sequence, KV head, KV split); splits fill the idle SMs
+    splits = np.clip(np.ceil(units / (b * h_kv)), 1.0, np.ceil(s_k / _BLOCK))
+    decode_ctas = b * h_kv * splits
+    active = np.minimum(np.where(decode, decode_ctas, ctas), units)
+    t_memory = stream_time_s(spec, nbytes, nbytes, operand_stream_efficiency(spec, params, active))
+    decode_fill = np.ceil(decode_ctas / units) * t_cta
+    t_decode_compute = decode_fill + b * h_q * s_k * (mma + softmax) / active
     t_compute = np.where(decode, t_decode_compute, t_prefill)
-    t = np.where(decode, np.maximum(decode_waves * t_cta + t_memory, t_decode_compute),
-                 np.maximum(t_prefill, t_memory)) + params.attention_overhead_s
+    t = np.where(decode, np.maximum(decode_fill + t_memory, t_decode_compute),
+                 np.maximum(t_prefill, t_memory)) + overhead_s
     return {"t_s": t, "t_compute_s": t_compute, "t_memory_s": t_memory}
 
 
-def _pair_time_s(spec: HardwareSpec, params: GpuParams, d: np.ndarray, dtype: str,
-                 clock_mode: str) -> np.ndarray:
-    """Seconds one SM spends per (query, key) pair: MMAs, exp2 on the SFUs, FP32 softmax ops."""
+def _prefill_s(spec: HardwareSpec, s_q: np.ndarray, s_k: np.ndarray, causal: bool,
+               ctas: np.ndarray, times: tuple) -> np.ndarray:
+    """Prefill compute time: waves of CTAs, each a fill and its padded pairs (module doc)."""
+    mma, softmax, t_cta = times
+    if spec.compute.attention_kernel in _OVERLAPPED:  # softmax under the other tile's MMAs
+        t_pair = np.maximum(mma, softmax)
+        t_fill = t_cta + np.minimum(s_q, _BLOCK) * np.minimum(s_k, _BLOCK) * softmax
+    else:  # FlashAttention-2: the softmax sits between the two MMAs of each block
+        t_pair, t_fill = mma + softmax, t_cta
+    q_blocks = np.ceil(s_q / _BLOCK)
+    pairs_per_cta = _padded_pairs(s_q, s_k, causal) / q_blocks
+    return np.ceil(ctas / spec.compute.num_units) * (t_fill + pairs_per_cta * t_pair)
+
+
+def _pair_times_s(spec: HardwareSpec, params: GpuParams, d: np.ndarray, dtype: str,
+                  clock_mode: str) -> tuple[np.ndarray, float]:
+    """Seconds one SM spends per (query, key) pair on the MMAs, and on the softmax: one exp2 on
+    the SFUs and ``softmax_ops_per_pair`` FP32 operations on the CUDA cores."""
     c = spec.compute
     per_unit = c.matrix_peak(dtype) * tensor_rate_scale(params, clock_mode) / c.num_units
-    t_pair = 4.0 * d / (per_unit * params.matrix_efficiency)
+    mma = 4.0 * d / (per_unit * params.matrix_efficiency)
+    softmax = params.softmax_ops_per_pair * c.num_units / c.vector_peak("fp32")
     if c.sfu_ops_per_cycle_per_unit:
-        t_pair = t_pair + 1.0 / (c.sfu_ops_per_cycle_per_unit * cycle_clock_hz(spec, clock_mode))
-    return t_pair + params.softmax_ops_per_pair * c.num_units / c.vector_peak("fp32")
+        softmax += 1.0 / (c.sfu_ops_per_cycle_per_unit * cycle_clock_hz(spec, clock_mode))
+    return mma, softmax
 
 
 def _padded_pairs(s_q: np.ndarray, s_k: np.ndarray, causal: bool) -> np.ndarray:
@@ -196,7 +226,8 @@ def _gpu_kernel(spec, params, attrs, dtype, causal, clock_mode) -> KernelTime:
                         dtype=dtype, clock_mode=clock_mode, **shape)
     r = {key: float(v) for key, v in r.items()}
     detail = {"t_compute_s": r["t_compute_s"], "t_memory_s": r["t_memory_s"],
-              "t_latency_s": params.attention_overhead_s, "flops": attention_flops(attrs),
+              "t_latency_s": params.attention_overhead_cycles / cycle_clock_hz(spec, clock_mode),
+              "flops": attention_flops(attrs),
               "achievable_flops_per_s": spec.compute.matrix_peak(dtype)
               * params.matrix_efficiency,
               "bytes": attention_bytes(attrs, dtype), "memory_level": spec.main_memory.name,

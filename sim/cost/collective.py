@@ -13,30 +13,40 @@ nccl-tests/doc/PERFORMANCE.md uses the same factors):
 S is the full (per-rank input) buffer for all-reduce, the gathered output for all-gather and the
 input for reduce-scatter (the nccl-tests convention).
 
+Like NCCL's tuner, the model prices each algorithm and protocol with NCCL's own tuning model
+and takes the fastest (NVIDIA/nccl ``src/graph/tuning.cc``, ``ncclTopoTuneModel`` /
+``ncclTopoGetAlgoTime``, v2.28.3: ``ncclTunerConstantsDefaults``; the measurements ran NCCL
+2.27-2.29). A ring collective with protocol p costs ``latency_p + bytes / bandwidth_p``:
+
+    latency_p   = baseLat_p + steps * hwLat_p      baseLat LL 6.6, LL128 14.0, Simple 8.4 us;
+                                                   hwLat NVLink 0.6, 1.9, 3.4 us; PCIe 1.0, -, 5.7
+    bandwidth_p = bus bandwidth * {LL: 1/2, capped at llMaxBw; LL128: 0.92; Simple: 1}
+
+llMaxBw is NCCL's single-node LL cap per architecture (compute capability 7.x: 39, 8.x: 87.7,
+9.x: 141, 10.x: 282 GB/s of bus bandwidth); LL128 runs only within NVLink (``typeIntra <=
+PATH_NVB``), so a PCIe-only device has LL and Simple.
+
 On an NVSwitch with in-network reduction (NVLink SHARP, ``Link.in_network_reduction``), NCCL's
 NVLS all-reduce lets the switch reduce and multicast: each rank sends its whole buffer once
 (``multimem.ld_reduce`` of every shard) and receives it once (``multimem.st`` multicast), about
-S (1 + 1/n) per direction in 2 steps instead of 2 (n-1)/n S in 2 (n-1) steps (NVIDIA, "NCCL 2.12"
-release notes and NVLink SHARP in the H100 whitepaper, section "NVLink Switch System"). Like NCCL's
-tuner, the model takes the fastest algorithm and protocol. NCCL's own tuning model
-(NVIDIA/nccl ``src/graph/tuning.cc``, ``ncclTopoTuneModel`` / ``ncclTopoGetAlgoTime``) prices a
-ring collective per protocol p as ``latency_p + bytes / bandwidth_p`` with
+S (1 + 1/n) per direction instead of the ring's 2 (n-1)/n S (NVIDIA, "NCCL 2.12" release notes;
+NVLink SHARP in the H100 whitepaper, section "NVLink Switch System"). NCCL derates NVLS by
+``nvlsEfficiency`` per architecture (tuning.cc: Hopper 0.85, Blackwell 0.74; none before) and
+prices its latency at ``hwLat[NVLink][NVLS][Simple]`` = 25 us, with no per-step term.
 
-    latency_p   = baseLat_p + steps * hwLat_p      ring: baseLat LL 3.6, LL128 10.0, Simple 8.4 us;
-                                                   hwLat NVLink .47, 1.9, 3.4 us; PCIe 1.0, 2.5, 5.7
-    bandwidth_p = bus bandwidth * {LL: 1/4 (all-reduce) or 1/3, LL128: 0.92, Simple: 1}
-
-tksim uses exactly that structure with the link's bandwidth (tuning.cc at commit 01afd20a). The
-calibration scales NCCL's latencies (``collective_latency_scale``), adds a fixed launch and
+The calibration scales NCCL's latencies (``collective_latency_scale``), adds a fixed launch and
 synchronization cost (``collective_latency_s``) and sets the bus efficiency with n ranks:
 
-    t_p = collective_latency_s + collective_latency_scale * latency_p
-          + bytes_per_direction / (B * eff(n) * protocol_fraction_p)
+    t_p    = collective_latency_s + collective_latency_scale * latency_p
+             + bytes_per_direction / (B * eff(n) * protocol_fraction_p)
+    t_nvls = collective_latency_s + collective_latency_scale * 25 us
+             + S (1 + 1/n) / (B * eff(n) * nvlsEfficiency)
     eff(n) = link_efficiency - link_efficiency_drop / n
 
 eff(n) is the fraction of the link NCCL's pipelined channels sustain; it grows with the ring size.
-NVLS is priced like the Simple ring with its 2 steps. On a PCIe-only device the ring runs over its
-PCIe link (peer to peer).
+On a PCIe-only device the ring runs over its PCIe link, peer to peer: whether a node has a P2P
+path (or goes through host memory, NCCL's SHM transport) depends on its PCIe topology, which a
+spec does not describe.
 """
 
 from __future__ import annotations
@@ -58,17 +68,22 @@ COLLECTIVES = {
     "alltoall": (1, 1),
 }
 _LINK_PREFERENCE = ("nvlink", "infinity_fabric", "upi", "pcie", "infiniband", "ethernet")
-# NCCL ring protocols (tuning.cc): base latency (s), per-step latency (s) on (NVLink, PCIe),
-# fraction of the bus bandwidth the protocol carries as payload
-_LL = (3.6e-6, (0.47e-6, 1.0e-6), None)  # fraction: 1/4 for all-reduce, 1/3 otherwise
-_LL128 = (10.0e-6, (1.9e-6, 2.5e-6), 0.92)
+# NCCL 2.28 ring protocols (tuning.cc, ncclTunerConstantsDefaults): base latency (s), per-step
+# latency (s) on (NVLink, PCIe), fraction of the bus bandwidth the protocol carries as payload
+_LL = (6.6e-6, (0.6e-6, 1.0e-6), 0.5)
+_LL128 = (14.0e-6, (1.9e-6, 2.5e-6), 0.92)
 _SIMPLE = (8.4e-6, (3.4e-6, 5.7e-6), 1.0)
-
-
-def _protocols(kind: str):
-    ll_fraction = 0.25 if kind == "allreduce" else 1 / 3
-    return ((_LL[0], _LL[1], ll_fraction), _LL128, _SIMPLE)
+_NVLS_LATENCY_S = 25e-6  # hwLatencies[NVLINK][NVLS][Simple]; NVLS has no base latency
+# per compute-capability major: (llMaxBws single node, bytes/s; nvlsEfficiency)
+_NCCL_ARCH = {7: (39.0e9, 0.0), 8: (87.7e9, 0.0), 9: (141.0e9, 0.85), 10: (282.0e9, 0.74)}
 _MIN_LINK_EFFICIENCY = 0.05
+
+
+def _nccl_arch(spec: HardwareSpec) -> tuple[float, float]:
+    """(LL bus-bandwidth cap in bytes/s, NVLS efficiency) for the spec's compute capability;
+    no cap and full NVLS efficiency when the spec does not say (e.g. a toy GPU)."""
+    cc = spec.compute.compute_capability
+    return _NCCL_ARCH.get(int(cc), (np.inf, 1.0)) if cc else (np.inf, 1.0)
 
 
 def scale_up_link(spec: HardwareSpec) -> Link:
@@ -105,13 +120,12 @@ def collective_times(
     else:
         lat_factor, bw_factor = COLLECTIVES[kind]
         steps, per_direction = lat_factor * (n - 1), bw_factor * (n - 1) / n * size
-    hw = 1 if link.kind == "pcie" else 0
-    options = [(_latency_s(params, base, steps * hw_lat[hw]), per_direction / (rate * fraction))
-               for base, hw_lat, fraction in _protocols(kind)]
-    use_nvls = kind == "allreduce" and link.in_network_reduction
-    if use_nvls:  # the Simple protocol's latency with NVLS's 2 steps and S (1 + 1/n) bytes
-        options.append((_latency_s(params, _SIMPLE[0], 2 * _SIMPLE[1][hw]),
-                        size * (1 + 1 / n) / rate))
+    options = _ring_options(spec, params, steps, per_direction, rate)
+    nvls_efficiency = _nccl_arch(spec)[1]
+    use_nvls = kind == "allreduce" and link.in_network_reduction and nvls_efficiency > 0
+    if use_nvls:  # in-switch reduction: S (1 + 1/n) per direction, NCCL's NVLS derating
+        options.append((_latency_s(params, 0.0, _NVLS_LATENCY_S),
+                        size * (1 + 1 / n) / (rate * nvls_efficiency)))
     totals = np.stack([t_lat + t_bw for t_lat, t_bw in options])
     pick = np.argmin(totals, axis=0)
     t_lat = np.choose(pick, [np.broadcast_to(o[0], n.shape) for o in options])
@@ -121,6 +135,17 @@ def collective_times(
             "t_latency_s": np.where(single, 0.0, t_lat),
             "t_bandwidth_s": np.where(single, 0.0, t_bw),
             "nvls": (pick == len(options) - 1) & use_nvls}
+
+
+def _ring_options(spec, params, steps, per_direction, rate) -> list[tuple]:
+    """(latency, bandwidth time) of the ring with each protocol NCCL enables on this link."""
+    hw = 1 if scale_up_link(spec).kind == "pcie" else 0
+    ll_max = _nccl_arch(spec)[0]
+    protocols = [(_LL, np.minimum(ll_max, rate * _LL[2])), (_SIMPLE, rate * _SIMPLE[2])]
+    if hw == 0:  # LL128 only within NVLink (tuning.cc: typeIntra <= PATH_NVB)
+        protocols.append((_LL128, rate * _LL128[2]))
+    return [(_latency_s(params, base, steps * hw_lat[hw]), per_direction / bus)
+            for (base, hw_lat, _), bus in protocols]
 
 
 def _latency_s(params: GpuParams, base_s: float, steps_s: np.ndarray) -> np.ndarray:

@@ -14,26 +14,36 @@ docs, sections "Tile Quantization" and "Wave Quantization"). Memory traffic is e
 once and C written once, the lower bound of a tiled GEMM whose tiles fit on chip (L2 reuse of the
 operand panels); split-K adds writing and reading back ``split`` fp32 partial sums of C.
 
-**GPU** (:func:`gemm_times`, vectorized over shapes; parameters in :class:`GpuParams`):
+**GPU** (:func:`gemm_times`, vectorized over shapes; parameters in :class:`GpuParams`). The
+library's kernel menu is the spec's ``gemm_tile.menu`` (CTA tiles tile_m x tile_n with main-loop
+step bk, from CUTLASS's generated kernel list for the architecture; ``sharing`` SMs split one
+operand's loads: TMA multicast in a 2-CTA cluster on sm90, 2-SM MMAs on sm100). Each menu tile
+with split-K 1..16 is a candidate; like a library heuristic tuned by profiling, the fastest wins:
 
-    t_tile    = 2 tile_m tile_n ceil(k / split) / (peak / num_units * matrix_efficiency)
-                + tile_overhead_cycles / clock                 (pipeline fill + epilogue per tile)
-    t_compute = waves * t_tile
-    t_memory  = latency + bytes / (bandwidth * efficiency)    (the level holding the operands;
+    t_iter    = max(2 tile_m tile_n bk / (peak / num_units * matrix_efficiency),
+                    iteration_cycles / clock)          (MMA work, or the iteration's latency floor)
+    t_compute = waves * ceil(k_slice / bk) * t_iter + fill
+    t_read    = latency + unique operand bytes / (bandwidth * efficiency)   (level holding them;
                 efficiency: :func:`operand_stream_efficiency`, Little's law on bytes in flight)
-    t_k       = max(t_compute, t_memory) + kernel_overhead * (1 + [split > 1])
+    t_feed    = waves * active SMs * (tile_m + tile_n - shared) * k_slice * width
+                / (L2 bandwidth * stream_efficiency)                (the SMs' operand loads)
+    t_write   = (C + split-K partials) / (DRAM bandwidth * stream_efficiency)
+    t_k       = max(t_compute, t_read, t_feed) + t_write + kernels * kernel_overhead_cycles / clock
 
 The pipelined main loop keeps memory and tensor cores busy together, hence the max (CUTLASS,
-"Efficient GEMM in CUDA", section "Software pipelining"); the fixed per-tile cycles are the
-prologue that fills the shared-memory pipeline before the first MMA and the epilogue that writes C
-(the same doc, "Threadblock-level GEMM"). The split-K reduction is a second kernel. Like a GEMM
-library's heuristic the model takes the fastest of: the spec's CTA tile, that tile doubled or
-halved in m or n (cuBLAS ships 64..256-wide tiles), each with split-K 1..16 while a slice keeps
-``_MIN_K_SLICE`` of k. A dimension smaller than a tile gets a tile shrunk to the next power of two
-(at least 16, the MMA m16n8k16 operand edge), as libraries pick narrow tiles for decode shapes.
-Small-m GEMMs thus come out memory-bound on the weights, large ones compute-bound with their wave
-quantization. Compute runs at the rated tensor clock (``Clocks``); ``clock_mode="default"``
-scales it by ``default_clock_fraction``.
+"Efficient GEMM in CUDA", section "Software pipelining"). Every CTA re-reads its A and B panels
+from L2, so a tile of intensity tile_m tile_n / (tile_m + tile_n) FLOP per operand element is
+bounded by the L2-to-SM bandwidth ("Matrix Multiplication Background", section "Dimension
+Quantization Effects" / arithmetic intensity of a tile); ``shared`` = (1 - 1/sharing) times the
+wider edge, which the sharing SMs load once. The fill (``tile_overhead_cycles``: the prologue
+that fills the shared-memory pipeline and the epilogue that writes C, "Threadblock-level GEMM")
+is paid per wave by multistage kernels; persistent TMA kernels (``gemm_tile.persistent``) fill
+once and overlap each epilogue and C's write with the next tile's main loop. The written C drains
+to DRAM: L2 is write-back, and the next kernels' operands evict it. The split-K reduction is a
+second kernel. A dimension smaller than a tile gets a tile shrunk to the next power of two (at
+least 16, the MMA m16n8k16 operand edge), as libraries pick narrow tiles for decode shapes.
+Compute runs at the rated tensor clock (``Clocks``); ``clock_mode="default"`` scales it by
+``default_clock_fraction``; cycle counts run at :func:`cycle_clock_hz`.
 
 **Plain roofline** (CPUs, and GPUs without :class:`GpuParams`): the same tiles and waves against
 :func:`kernel_time` at the spec's efficiency, the smallest problems trying halved tiles and
@@ -51,6 +61,7 @@ import numpy as np
 from sim.cost.gpu_params import (
     GpuParams,
     cycle_clock_hz,
+    kernel_overhead_s,
     operand_stream_efficiency,
     tensor_rate_scale,
 )
@@ -58,19 +69,30 @@ from sim.cost.roofline import KernelTime, kernel_time, stream_time_s
 from sim.hardware import HardwareSpec
 from sim.units import DTYPE_BYTES
 
-__all__ = ["gemm_time", "gemm_shape", "gemm_times"]
+__all__ = ["gemm_time", "gemm_shape", "gemm_times", "gemm_menu"]
 
 _MIN_TILE = 8  # narrowest MMA operand edge (e.g. m8n8k4 on NVIDIA tensor cores), CPU path
 _GPU_MIN_TILE = 16  # m16n8k16 MMA: a 16-row edge is the narrowest a tensor-core tile gets
 _MIN_K_SLICE = 256  # a split-K slice shorter than this costs more in reduction than it saves
 _MAX_SPLIT = 16
 _PARTIAL_BYTES = 4  # split-K partial sums are accumulated in fp32
-_TILE_SCALES = ((2, 1), (1, 1), (1, 0.5), (0.5, 0.5))
+_DEFAULT_BK = 32  # main-loop step of a spec without a menu (CUTLASS 2.x 16-bit tiles)
+_TILE_SCALES = ((2, 1), (1, 1), (1, 0.5), (0.5, 0.5))  # menu of a spec that lists none
 
 
 def gemm_shape(attrs: Mapping[str, Any]) -> tuple[int, int, int, int]:
     """(b, m, n, k) from an op's attrs; b defaults to 1."""
     return int(attrs.get("b", 1)), int(attrs["m"]), int(attrs["n"]), int(attrs["k"])
+
+
+def gemm_menu(spec: HardwareSpec) -> tuple[tuple[int, int, int, int], ...]:
+    """The spec's (tile_m, tile_n, bk, sharing) menu; without one, its tile doubled and halved."""
+    c = spec.compute
+    if c.gemm_menu:
+        return c.gemm_menu
+    tiles = dict.fromkeys((max(_GPU_MIN_TILE, int(c.gemm_tile_m * sm)),
+                           max(_GPU_MIN_TILE, int(c.gemm_tile_n * sn))) for sm, sn in _TILE_SCALES)
+    return tuple((tm, tn, _DEFAULT_BK, 1) for tm, tn in tiles)
 
 
 def gemm_times(
@@ -94,54 +116,63 @@ def gemm_times(
     """
     b, m, n, k = (np.asarray(x, dtype=float) for x in np.broadcast_arrays(b, m, n, k))
     width = DTYPE_BYTES[dtype]
-    shape = {"b": b, "m": m, "n": n, "k": k, "read": b * (m * k + k * n) * width,
-             "write": b * m * n * width}
-    resident = (shape["read"] + shape["write"] if resident_bytes is None
-                else np.asarray(resident_bytes, float))
-    rate_per_unit = (spec.compute.matrix_peak(dtype) * tensor_rate_scale(params, clock_mode)
-                     * _simt_clock_scale(spec, dtype) * params.matrix_efficiency
-                     / spec.compute.num_units)
-    t_overhead = params.tile_overhead_cycles / cycle_clock_hz(spec, clock_mode)
+    shape = {"b": b, "m": m, "n": n, "k": k, "width": width,
+             "read": b * (m * k + k * n) * width, "write": b * m * n * width}
+    shape["resident"] = (shape["read"] + shape["write"] if resident_bytes is None
+                         else np.asarray(resident_bytes, float))
+    clock = cycle_clock_hz(spec, clock_mode)
+    rates = {"mma": spec.compute.matrix_peak(dtype) * tensor_rate_scale(params, clock_mode)
+             * _simt_clock_scale(spec, dtype) * params.matrix_efficiency / spec.compute.num_units,
+             "fill_s": params.tile_overhead_cycles / clock,
+             "iteration_s": params.iteration_cycles / clock,
+             "kernel_s": kernel_overhead_s(spec, params, clock_mode)}
     best: dict[str, np.ndarray] | None = None
-    for tile_m, tile_n, split in _gpu_configs(spec):
-        config = _config_times(spec, params, shape, resident, (tile_m, tile_n, split),
-                               rate_per_unit, t_overhead)
-        if best is None:
-            best = config
-            full_wave = config["tiles"] >= spec.compute.num_units  # the default tile fills it
-        else:
-            best = _keep_faster(best, config, ~full_wave)
+    for config in _gpu_configs(spec):
+        times = _config_times(spec, params, shape, config, rates)
+        best = times if best is None else _keep_faster(best, times)
     return best
 
 
-def _config_times(spec, params, shape, resident, config, rate_per_unit, t_overhead) -> dict:
-    """Times of one (tile_m, tile_n, split) config for every row (see the module doc)."""
-    (tile_m, tile_n, split), units = config, spec.compute.num_units
+def _config_times(spec, params, shape, config, rates) -> dict:
+    """Times of one (tile_m, tile_n, bk, sharing, split) config for every row (module doc)."""
+    (tile_m, tile_n, bk, sharing, split), units = config, spec.compute.num_units
     b, m, n, k = shape["b"], shape["m"], shape["n"], shape["k"]
     tm, tn = _gpu_tile(m, tile_m), _gpu_tile(n, tile_n)
     k_slice = np.ceil(k / split)
     tiles = b * np.ceil(m / tm) * np.ceil(n / tn) * split
     waves = np.ceil(tiles / units)
-    efficiency = operand_stream_efficiency(spec, params, np.minimum(tiles, units))
+    active = np.minimum(tiles, units)
+    t_iter = np.maximum(2.0 * tm * tn * bk / rates["mma"], rates["iteration_s"])
+    mainloop = waves * np.ceil(k_slice / bk) * t_iter
     partials = 2.0 * split * b * m * n * _PARTIAL_BYTES if split > 1 else 0.0
-    mainloop = waves * 2.0 * tm * tn * k_slice / rate_per_unit
+    t_read = stream_time_s(spec, shape["read"], shape["resident"],
+                           operand_stream_efficiency(spec, params, active))
+    t_feed = _feed_time_s(spec, params, waves * active * k_slice * shape["width"]
+                          * (tm + tn - (1.0 - 1.0 / sharing) * np.maximum(tm, tn)))
+    t_write = (shape["write"] + partials) / (spec.memory_bandwidth(spec.main_memory)
+                                             * params.stream_efficiency)
+    fill = rates["fill_s"]
     if spec.compute.gemm_persistent:  # fills once; epilogues overlap the next tile's main loop
-        t_compute = mainloop + t_overhead
-        t_memory = stream_time_s(spec, shape["read"] + shape["write"] + partials, resident,
-                                 efficiency)
-        t_body = np.maximum(t_compute, t_memory)
+        t_compute = mainloop + fill
+        t_memory = t_read + t_write
+        t_body = np.maximum(np.maximum(t_compute, t_memory), t_feed)
     else:
-        t_compute = mainloop + waves * t_overhead
-        t_memory = stream_time_s(spec, shape["read"], resident, efficiency)
-        latency = stream_time_s(spec, 0.0, resident, 1.0)  # the write's trip overlaps the reads'
-        t_write = stream_time_s(spec, shape["write"] + partials, resident + partials,
-                                efficiency) - latency
-        t_body = np.maximum(t_compute, t_memory) + t_write
+        t_compute = mainloop + waves * fill
+        t_memory = t_read
+        t_body = np.maximum(np.maximum(t_compute, t_memory), t_feed) + t_write
     kernels = 2.0 if split > 1 else 1.0  # split-K reduces in a second kernel
-    t = t_body + kernels * params.kernel_overhead_s
+    t = t_body + kernels * rates["kernel_s"]
     t = np.where((split == 1) | (k_slice >= _MIN_K_SLICE), t, np.inf)
     return {"t_s": t, "tile_m": tm, "tile_n": tn, "split_k": np.full(t.shape, split),
             "waves": waves, "tiles": tiles, "t_compute_s": t_compute, "t_memory_s": t_memory}
+
+
+def _feed_time_s(spec: HardwareSpec, params: GpuParams, nbytes: np.ndarray) -> np.ndarray:
+    """Seconds the SMs need to load ``nbytes`` of operand panels from L2 (the level past the
+    SM-local one); zero on a spec without a separate L2."""
+    if len(spec.memory) < 3:
+        return np.zeros_like(nbytes)
+    return nbytes / (spec.memory_bandwidth(spec.memory[1]) * params.stream_efficiency)
 
 
 def _simt_clock_scale(spec: HardwareSpec, dtype: str) -> float:
@@ -154,15 +185,8 @@ def _simt_clock_scale(spec: HardwareSpec, dtype: str) -> float:
     return min(1.0, clocks.tensor_hz / spec.compute.clock_hz)
 
 
-def _gpu_configs(spec: HardwareSpec) -> Iterator[tuple[int, int, int]]:
-    c = spec.compute
-    seen = set()
-    for sm, sn in _TILE_SCALES:
-        tile = (max(_GPU_MIN_TILE, int(c.gemm_tile_m * sm)), max(_GPU_MIN_TILE,
-                                                                  int(c.gemm_tile_n * sn)))
-        if tile in seen:
-            continue
-        seen.add(tile)
+def _gpu_configs(spec: HardwareSpec) -> Iterator[tuple[int, int, int, int, int]]:
+    for tile in gemm_menu(spec):
         split = 1
         while split <= _MAX_SPLIT:
             yield (*tile, split)
@@ -175,9 +199,8 @@ def _gpu_tile(size: np.ndarray, tile: int) -> np.ndarray:
     return np.where(size >= tile, float(tile), np.maximum(_GPU_MIN_TILE, narrow))
 
 
-def _keep_faster(best: dict[str, np.ndarray], other: dict[str, np.ndarray],
-                 allowed: np.ndarray) -> dict:
-    faster = allowed & (other["t_s"] < best["t_s"])  # strict: ties keep the simpler config
+def _keep_faster(best: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> dict:
+    faster = other["t_s"] < best["t_s"]  # strict: ties keep the earlier (larger) config
     return {key: np.where(faster, other[key], best[key]) for key in best}
 
 
@@ -218,7 +241,7 @@ def _gpu_kernel(spec, params, b, m, n, k, dtype, clock_mode) -> KernelTime:
     bound = "compute" if r["t_compute_s"] >= r["t_memory_s"] else "memory"
     detail = {
         "t_compute_s": r["t_compute_s"], "t_memory_s": r["t_memory_s"],
-        "t_latency_s": params.kernel_overhead_s, "flops": useful,
+        "t_latency_s": kernel_overhead_s(spec, params, clock_mode), "flops": useful,
         "achievable_flops_per_s": spec.compute.matrix_peak(dtype) * params.matrix_efficiency,
         "bytes": b * (m * k + k * n + m * n) * DTYPE_BYTES[dtype],
         "memory_level": spec.main_memory.name,

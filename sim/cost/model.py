@@ -9,18 +9,25 @@
 A view (or an op on a host scalar) launches no kernel: it costs host dispatch only. An op of
 ``num_kernels`` kernels splits its work evenly over them, so each pays its own latency floor.
 
+On a CPU spec calibrated by ``validation.calibrate_cpu`` (``spec.cpu_calibration``),
+:class:`CalibratedCostModel` prices ops with the CPU sub-model (:mod:`sim.cost.cpu`), and
+:func:`cost_ops` gives it the trace's weight residency; GPUs and datasheet CPU specs are priced
+as above.
+
 :class:`MeasuredCostModel` replays the durations a trace measured (``measured_s``) as t_calc: the
 "same machine" baseline, and the way to run hand-written scenarios with given times.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Sequence
 from typing import Protocol
 
 from sim.cost.attention import attention_time
 from sim.cost.collective import collective_time
+from sim.cost.cpu import Residency, cpu_op_cost, trace_residency
 from sim.cost.gemm import gemm_shape, gemm_time
 from sim.cost.gpu_params import A100_FIT, CLOCK_MODES, GpuParams
 from sim.cost.opcost import OpCost
@@ -60,6 +67,7 @@ class RooflineCostModel:
     """
 
     name = "roofline"
+    cpu_submodel = False  # price ops on a calibrated CPU spec with sim.cost.cpu
 
     def __init__(self, params: GpuParams | str | None = None, clock_mode: str = "default"):
         if clock_mode not in CLOCK_MODES:
@@ -67,8 +75,17 @@ class RooflineCostModel:
                              field="clock_mode")
         self.params = params
         self.clock_mode = clock_mode
+        self.residency = Residency()
+
+    def with_residency(self, residency: Residency) -> RooflineCostModel:
+        """This model with the weight residency of a trace (the CPU sub-model's context)."""
+        model = copy.copy(self)
+        model.residency = residency
+        return model
 
     def cost(self, op: Op, spec: HardwareSpec) -> OpCost:
+        if self.cpu_submodel and spec.kind == "cpu" and spec.cpu_calibration is not None:
+            return cpu_op_cost(op, spec.cpu_calibration, self.residency)
         host = spec.host
         if op.category == "view":
             return OpCost(host.dispatch_s, 0.0, 0.0, "host", {"reason": "view: no kernel"})
@@ -107,9 +124,11 @@ class RooflineCostModel:
 
 
 class CalibratedCostModel(RooflineCostModel):
-    """:class:`RooflineCostModel` with the transferable parameters fitted on A100 (A100_FIT)."""
+    """:class:`RooflineCostModel` with the transferable parameters fitted on A100 (A100_FIT);
+    on a calibrated CPU spec, the CPU sub-model (:mod:`sim.cost.cpu`)."""
 
     name = "calibrated"
+    cpu_submodel = True
 
     def __init__(self, clock_mode: str = "default"):
         super().__init__(params=A100_FIT, clock_mode=clock_mode)
@@ -143,6 +162,8 @@ def cost_ops(ops: Sequence[Op], spec: HardwareSpec, model: CostModel) -> list[Op
     """Cost every op; identical ops (same kind, shapes, work) are priced once."""
     if isinstance(model, MeasuredCostModel):
         return [model.cost(op, spec) for op in ops]
+    if getattr(model, "cpu_submodel", False) and spec.cpu_calibration is not None:
+        model = model.with_residency(trace_residency(ops))  # a CPU step re-reads its weights
     cache: dict[tuple, OpCost] = {}
     costs = []
     for op in ops:

@@ -8,10 +8,13 @@ units at the dtype's vector peak:
 
 On a GPU (:func:`stream_op_times`, vectorized; parameters in :class:`GpuParams`) the bytes stream
 with the latency-bandwidth ramp of :func:`~sim.cost.roofline.stream_time_s`, overlapped with the
-FLOPs, and every kernel pays the fixed device overhead (launch ramp and tail):
+FLOPs; a kernel whose critical path waits on further dependent DRAM round trips (one CTA per row
+looping over it: each loop step waits for its loads) adds them at the spec's DRAM latency; and
+every kernel pays the fixed device overhead (launch ramp and tail), counted in SM cycles:
 
-    GPU:   t_k = max(latency + bytes / (bandwidth * stream_efficiency),
+    GPU:   t_k = max(latency + round_trips * DRAM latency + bytes / (bandwidth * stream_efficiency),
                      flops / (vector_peak * vector_efficiency)) + kernel_overhead
+    kernel_overhead = kernel_overhead_cycles / SM clock (:func:`kernel_overhead_s`)
 
 (Williams et al., "Roofline", CACM 2009, for the max; Hockney 1994 for the latency + size/bandwidth
 ramp.)
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.cost.gpu_params import GpuParams
+from sim.cost.gpu_params import GpuParams, kernel_overhead_s
 from sim.cost.roofline import KernelTime, kernel_time, serving_level, stream_time_s
 from sim.hardware import HardwareSpec
 
@@ -36,14 +39,22 @@ def stream_op_times(
     flops: np.ndarray,
     dtype: str,
     resident_bytes: np.ndarray | None = None,
+    clock_mode: str = "default",
+    round_trips: float | np.ndarray = 0.0,
 ) -> dict[str, np.ndarray]:
-    """GPU memory-bound kernel times (s) for arrays of byte and FLOP counts (see module doc)."""
+    """GPU memory-bound kernel times (s) for arrays of byte and FLOP counts (see module doc).
+
+    ``round_trips``: dependent main-memory round trips the kernel's critical path makes besides
+    the stream's own (a kernel that loops over a row with one CTA per row waits once per loop
+    step; a row reduction adds one before the normalizing pass), at the spec's DRAM latency.
+    """
     nbytes = np.asarray(nbytes, dtype=float)
     resident = nbytes if resident_bytes is None else np.asarray(resident_bytes, dtype=float)
-    t_memory = stream_time_s(spec, nbytes, resident, params.stream_efficiency)
+    t_memory = (stream_time_s(spec, nbytes, resident, params.stream_efficiency)
+                + round_trips * spec.main_memory.latency_s)
     rate = spec.compute.vector_peak(dtype) * params.vector_efficiency
     t_compute = np.asarray(flops, dtype=float) / rate
-    t = np.maximum(t_memory, t_compute) + params.kernel_overhead_s
+    t = np.maximum(t_memory, t_compute) + kernel_overhead_s(spec, params, clock_mode)
     return {"t_s": t, "t_memory_s": t_memory, "t_compute_s": t_compute}
 
 
@@ -64,7 +75,7 @@ def vector_time(
     bandwidth = spec.memory_bandwidth(level) * params.stream_efficiency
     rate = spec.compute.vector_peak(dtype) * params.vector_efficiency
     terms = {"compute": flops / rate, "memory": bytes_moved / bandwidth,
-             "latency": level.latency_s + params.kernel_overhead_s}
+             "latency": level.latency_s + kernel_overhead_s(spec, params)}
     detail = {"t_compute_s": terms["compute"], "t_memory_s": terms["memory"],
               "t_latency_s": terms["latency"], "flops": flops, "achievable_flops_per_s": rate,
               "bytes": bytes_moved, "memory_level": level.name,

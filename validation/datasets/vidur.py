@@ -61,8 +61,13 @@ def _model_rows(df: pd.DataFrame, spec: str, model: str, source: str) -> pd.Data
     gemms = {"attn_pre_proj": ((heads + 2 * kv_heads) * d / t, h),
              "attn_post_proj": (h, h / t), "mlp_up_proj": (2 * f / t, h),
              "mlp_down_proj": (h, f / t)}
+    # The profiled model repeats one decoder block: a GEMM's weights come back to L2 only after
+    # the block's other weights and activations streamed through it, so the working set that
+    # decides residency is the whole block (its four weight matrices plus the activations).
+    block = sum(n * k for n, k in gemms.values()) * _WIDTH + 2 * tokens * (h + f / t) * _WIDTH
     frames = [rows_frame(**common, category="gemm", op=op, b=1.0, m=tokens, n=n, k=k,
-                         measured_s=_median_s(df, op)) for op, (n, k) in gemms.items()]
+                         resident_bytes=block, measured_s=_median_s(df, op))
+              for op, (n, k) in gemms.items()]
     streams = {  # op -> (elements touched in a pass, bytes moved, FLOP kind)
         "input_layernorm": (tokens * h, 2 * tokens * h, "norm"),
         "post_attention_layernorm": (tokens * h, 2 * tokens * h, "norm"),
@@ -72,11 +77,27 @@ def _model_rows(df: pd.DataFrame, spec: str, model: str, source: str) -> pd.Data
         "add": (tokens * h, 3 * tokens * h, "add"),
         "emb": (tokens * h, 2 * tokens * h, "emb"),
     }
+    steps = _row_steps(h, f / t, (heads / t, kv_heads / t, d))
     for op, (elements, moved, kind) in streams.items():
         frames.append(rows_frame(**common, category="memory", op=op, nbytes=moved * _WIDTH,
-                                 flops=elements * _FLOPS_PER_ELEMENT[kind],
-                                 measured_s=_median_s(df, op)))
+                                 flops=elements * _FLOPS_PER_ELEMENT[kind], resident_bytes=block,
+                                 row_steps=steps.get(op, np.nan), measured_s=_median_s(df, op)))
     return pd.concat(frames, ignore_index=True)
+
+
+def _row_steps(h: float, ff: np.ndarray, heads: tuple) -> dict[str, np.ndarray]:
+    """Loop steps per CTA of sarathi-serve's one-CTA-per-token kernels (csrc/, vLLM-derived):
+    rms_norm runs min(h, 1024) threads over h twice (sum of squares, then normalize);
+    silu_and_mul min(d, 1024) threads over d = f / t; rotary_embedding min(n_q d / 2, 512)
+    threads over the q pairs, then the k pairs. The add and the embedding are PyTorch kernels
+    with no per-token loop (NaN)."""
+    q_heads, kv_heads, d = heads
+    norm = 2.0 * np.ceil(h / min(h, 1024.0))
+    rope_threads = np.minimum(q_heads * d / 2, 512.0)
+    return {"input_layernorm": norm, "post_attention_layernorm": norm,
+            "mlp_act": np.ceil(ff / np.minimum(ff, 1024.0)),
+            "attn_rope": np.ceil(q_heads * d / 2 / rope_threads)
+            + np.ceil(kv_heads * d / 2 / rope_threads)}
 
 
 def _median_s(df: pd.DataFrame, op: str) -> np.ndarray:

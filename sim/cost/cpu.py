@@ -1,0 +1,281 @@
+"""CPU sub-model: the time of one eager PyTorch op on the threads of a calibrated CPU spec.
+
+A CPU device runs every op on the host's own cores: the simulator adds t_pre + t_calc in program
+order, t_post = 0. With the coefficients of the spec's ``cpu_calibration``
+(:mod:`sim.cpu_calibration`, fitted by ``validation.calibrate_cpu``):
+
+    t_pre  = dispatch + framework      every op: Python -> dispatcher -> return (a view: only
+                                       this), plus the model code's own Python per op
+                                       (``framework``)
+    t_calc by kind (plus, for any op, fresh output bytes / fault bandwidth, below):
+
+    GEMM     overhead + a (b m k) + b_el (b n k) + c (b m n) + 2 b m n k / rate
+             + bytes(B) / (bw(level holding B) stream_fraction)
+      m = 1: gemv_overhead + gemv (b n k) + gemv_output (b n)
+             + bytes(B) / (bw(level holding B) stream_fraction)
+    attention (CPU flash attention)
+             overhead + head (b h_q) + block Q + pair P + kv_element E + 2 (d + d_v) P / rate
+             + E x dtype bytes / bw(level holding K and V)
+      s_q = 1: overhead + decode_head (b h_q) + pair P + decode_kv_element E
+             + E x dtype bytes / bw(level holding K and V)
+    streaming (elementwise, reduction, norm, copy, embedding, other)
+             floor[op] + max(bytes / bw(level) [/ strided_fraction],
+                             elements x element_time[op] + rows x row_time[op])
+
+GEMM: the micro-kernel runs at ``rate`` on packed panels, and each operand pass costs per
+element -- Hockney's half-performance length (Hockney & Jesshope, "Parallel Computers 2", 1988,
+sec. 1.3.3: t = (n + n_1/2) / r_inf) written per operand, so that a small m, n or k each
+lowers the achieved rate; B (a layer's weight) also streams from the level that holds it, its
+reads reaching a fitted fraction of the level's streaming bandwidth. A matrix-vector product
+(m = 1: decoding one token) takes another library path (BLAS gemv): no packing, B streamed
+once. Each aten op (addmm, mm, bmm) and dtype has its own coefficients when calibrated
+(different library calls), else the dtype's.
+Attention: PyTorch's CPU kernel (aten/src/ATen/native/cpu/FlashAttentionKernel.cpp,
+``flash_attention_kernel_impl``) splits queries into blocks of 32 / 64 / 256 rows (s_q < 192 /
+< 768 / larger) and keys into blocks of 512; a causal mask skips only whole key blocks past the
+diagonal. Per (batch, query head), Q counts its query blocks, P the (query, key) pairs of the
+blocks it computes and E the K and V elements each query block multiplies (padded keys x
+(d + d_v)): the two matmuls of a block are small GEMMs whose B operand (K, V) is streamed per
+query block, so prefill amortizes E over a block's rows; decoding (one query row per head)
+multiplies vectors by K and V, a matrix-vector product like the GEMM's m = 1.
+Streaming: bytes flow from the level holding the working set unless the per-element work
+(a special function, a softmax) is slower (Williams et al., "Roofline", CACM 2009: the max of
+the two); a row-wise op (softmax, norm, reduction over the last dimension) also pays per row
+(horizontal reduction, tail handling), and an embedding per gathered row (a row copy); each op
+has a fixed floor (dispatch past t_pre, output allocation, loop set-up), by op name, else by
+category.
+Page faults: glibc malloc serves blocks of at least M_MMAP_THRESHOLD by mmap (dynamic, at most
+DEFAULT_MMAP_THRESHOLD_MAX = 32 MiB on 64-bit; mallopt(3)), so such an output is fresh memory
+whose pages fault on first touch at the fitted fault bandwidth.
+
+Residency: data is served by the innermost level whose effective capacity covers its reuse
+distance (the bytes touched between two uses: an LRU cache holds what was touched within its
+capacity). An op repeated alone re-touches only its working set; in a model's step each weight
+is touched once, after all other weights, so :func:`trace_residency` gives the weights of a trace
+the sum of its GEMM weight bytes as reuse distance.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.cost.opcost import OpCost
+from sim.cpu_calibration import CpuCalibration
+from sim.trace import Op
+from sim.units import DTYPE_BYTES
+
+__all__ = ["Residency", "trace_residency", "cpu_op_cost", "level_index", "gemm_terms",
+           "attention_terms", "stream_terms", "gemm_seconds", "attention_seconds",
+           "stream_seconds", "element_key", "flash_blocks", "element_time", "op_floor",
+           "gemm_coefficients",
+           "STREAM_CATEGORIES"]
+
+STREAM_CATEGORIES = ("elementwise", "reduction", "norm", "copy", "embedding", "other")
+_Q_BLOCKS = ((768, 256), (192, 64), (0, 32))  # (s_q at least, query block rows)
+_KV_BLOCK = 512
+
+
+@dataclass(frozen=True)
+class Residency:
+    """Reuse distances (bytes) of an op's data and of its weights; None: its working set."""
+
+    reuse_bytes: float | None = None
+    weight_reuse_bytes: float | None = None
+
+
+def trace_residency(ops: Sequence[Op]) -> Residency:
+    """A model step's residency: weights (B of each b = 1 GEMM) are reused once per step."""
+    weights = sum(_b_bytes(op) for op in ops if op.category == "gemm" and _is_weight_gemm(op))
+    return Residency(weight_reuse_bytes=weights or None)
+
+
+def level_index(cal: CpuCalibration, reuse_bytes: float) -> int:
+    """Index of the innermost calibrated level whose capacity covers ``reuse_bytes``."""
+    for i, level in enumerate(cal.levels):
+        if reuse_bytes <= level.capacity_bytes:
+            return i
+    return len(cal.levels) - 1
+
+
+def element_key(op: Op) -> str:
+    """``gelu`` for aten::gelu / aten::gelu_ (``element_time`` keys; ``gelu.bf16`` per dtype)."""
+    return op.name.removeprefix("aten::").rstrip("_") or op.name
+
+
+def flash_blocks(s_q: int, s_k: int, causal: bool) -> tuple[int, int, int]:
+    """(query blocks, computed pairs, padded keys summed over query blocks) of the CPU flash
+    kernel, per (batch, head)."""
+    q_block = next(rows for at_least, rows in _Q_BLOCKS if s_q >= at_least)
+    blocks = pairs = keys_total = 0
+    for start in range(0, s_q, q_block):
+        rows = min(q_block, s_q - start)
+        keys = s_k
+        if causal:  # top-left: row i sees keys 0..i; whole key blocks past it are skipped
+            keys = min(s_k, math.ceil(min(start + rows, s_k) / _KV_BLOCK) * _KV_BLOCK)
+        blocks, pairs, keys_total = blocks + 1, pairs + rows * keys, keys_total + keys
+    return blocks, pairs, keys_total
+
+
+def _is_weight_gemm(op: Op) -> bool:
+    return int(op.attrs.get("b", 1)) == 1 and all(k in op.attrs for k in ("m", "n", "k"))
+
+
+def _b_bytes(op: Op) -> float:
+    b, n, k = (int(op.attrs.get(key, 1)) for key in ("b", "n", "k"))
+    return float(b * n * k * DTYPE_BYTES.get(op.dtype, 4))
+
+
+def _fault_bytes(op: Op, cal: CpuCalibration) -> float:
+    if op.name.endswith("_"):  # in place: writes an existing tensor
+        return 0.0
+    return float(sum(t.nbytes for t in op.outputs if t.nbytes >= cal.fault_threshold_bytes))
+
+
+def gemm_terms(op: Op, cal: CpuCalibration, residency: Residency) -> dict[str, float]:
+    """Per-GEMM quantities of the GEMM formula (module doc)."""
+    b, m, n, k = (int(op.attrs.get(key, 1)) for key in ("b", "m", "n", "k"))
+    b_bytes = _b_bytes(op)
+    reuse = max(op.bytes_total, residency.reuse_bytes or 0.0)
+    if _is_weight_gemm(op) and residency.weight_reuse_bytes is not None:
+        reuse = max(reuse, residency.weight_reuse_bytes)
+    return {"bmk": b * m * k, "bnk": b * n * k, "bmn": b * m * n, "flops": 2.0 * b * m * n * k,
+            "b_bytes": b_bytes, "gemv": float(m == 1), "level": level_index(cal, reuse),
+            "fault_bytes": _fault_bytes(op, cal)}
+
+
+def attention_terms(op: Op, cal: CpuCalibration, residency: Residency) -> dict[str, float]:
+    """Per-attention quantities of the attention formula (module doc)."""
+    a = op.attrs
+    b, h_q, s_q, s_k, d = (int(a[key]) for key in ("b", "h_q", "s_q", "s_k", "d"))
+    d_v = int(a.get("d_v", d))
+    blocks, pairs, keys = flash_blocks(s_q, s_k, bool(a.get("causal", False)))
+    heads = b * h_q
+    kv_elements = heads * keys * (d + d_v)
+    reuse = max(op.bytes_total, residency.reuse_bytes or 0.0)
+    return {"heads": heads, "blocks": heads * blocks, "pairs": heads * pairs,
+            "decode": float(s_q == 1), "kv_elements": kv_elements,
+            "flops": 2.0 * heads * pairs * (d + d_v),
+            "kv_bytes": float(kv_elements * DTYPE_BYTES.get(op.dtype, 4)),
+            "level": level_index(cal, reuse), "fault_bytes": _fault_bytes(op, cal)}
+
+
+def stream_terms(op: Op, cal: CpuCalibration, residency: Residency) -> dict:
+    """Per-op quantities of the streaming formula (module doc)."""
+    reuse = max(op.bytes_total, residency.reuse_bytes or 0.0)
+    if op.category == "embedding" and residency.weight_reuse_bytes is not None:
+        reuse = max(reuse, residency.weight_reuse_bytes)
+    tensors = (*op.inputs, *op.outputs)
+    return {"category": op.category if op.category in STREAM_CATEGORIES else "other",
+            "key": element_key(op), "dtype": op.dtype, "bytes": op.bytes_total,
+            "elements": float(max((t.numel for t in tensors), default=0)),
+            "rows": _rows(op),
+            "strided": op.attrs.get("contiguous") is False, "level": level_index(cal, reuse),
+            "fault_bytes": _fault_bytes(op, cal)}
+
+
+def _rows(op: Op) -> float:
+    """Rows a row-wise op visits: an embedding's gathered rows; a reduction's or norm's rows of
+    its input's last dimension; 0 for elementwise ops and copies."""
+    if op.category == "embedding":
+        return float(op.attrs.get("num_indices", 0))
+    first = op.inputs[0] if op.inputs else None
+    if op.category not in ("reduction", "norm") or first is None or not first.shape:
+        return 0.0
+    return first.numel / first.shape[-1] if first.shape[-1] else 0.0
+
+
+def gemm_seconds(coef, terms, bandwidth, fault_bytes_per_s):
+    """GEMM t_calc (s); ``terms`` as :func:`gemm_terms` (scalars or arrays), ``bandwidth`` of
+    the level holding B."""
+    stream = terms["b_bytes"] / (bandwidth * coef.stream_fraction)
+    gemm = (coef.overhead_s + coef.a_element_s * terms["bmk"] + coef.b_element_s * terms["bnk"]
+            + coef.c_element_s * terms["bmn"] + terms["flops"] / coef.flops_per_s + stream)
+    gemv = (coef.gemv_overhead_s + coef.gemv_element_s * terms["bnk"]
+            + coef.gemv_output_s * terms["bmn"] + stream)
+    return np.where(terms["gemv"] > 0, gemv, gemm) + terms["fault_bytes"] / fault_bytes_per_s
+
+
+def attention_seconds(coef, terms, bandwidth, fault_bytes_per_s):
+    """Attention t_calc (s); ``terms`` as :func:`attention_terms`."""
+    stream = terms["kv_bytes"] / bandwidth
+    prefill = (coef.head_s * terms["heads"] + coef.block_s * terms["blocks"]
+               + coef.kv_element_s * terms["kv_elements"] + terms["flops"] / coef.flops_per_s
+               + stream)
+    decode = (coef.decode_head_s * terms["heads"]
+              + coef.decode_kv_element_s * terms["kv_elements"] + stream)
+    return (coef.overhead_s + coef.pair_s * terms["pairs"]
+            + np.where(terms["decode"] > 0, decode, prefill)
+            + terms["fault_bytes"] / fault_bytes_per_s)
+
+
+def stream_seconds(floor_s, nbytes, bandwidth, elements, element_s, rows, row_s, fault_bytes,
+                   fault_bytes_per_s):
+    """Streaming t_calc (s), numpy-broadcasting; ``bandwidth`` already strided-scaled."""
+    return (floor_s + np.maximum(nbytes / bandwidth, elements * element_s + rows * row_s)
+            + fault_bytes / fault_bytes_per_s)
+
+
+def cpu_op_cost(op: Op, cal: CpuCalibration, residency: Residency = Residency()) -> OpCost:
+    """The op's t_pre, t_calc (t_post = 0) with calibration ``cal`` (module doc)."""
+    framework = cal.framework_s
+    if op.category == "view" or op.attrs.get("host_scalar"):
+        return OpCost(cal.dispatch_s + framework, 0.0, 0.0, "host", {"reason": "no kernel"})
+    gemm = gemm_coefficients(cal, op)
+    attention = cal.attention.get(op.dtype)
+    if op.category == "gemm" and gemm is not None and all(k in op.attrs for k in "mnk"):
+        terms = gemm_terms(op, cal, residency)
+        t = gemm_seconds(gemm, terms, _bandwidth(cal, terms["level"]), cal.fault_bytes_per_s)
+        bound = "compute" if terms["flops"] / gemm.flops_per_s > t / 2 else "latency"
+    elif op.category == "attention" and attention is not None and "s_k" in op.attrs:
+        terms = attention_terms(op, cal, residency)
+        t = attention_seconds(attention, terms, _bandwidth(cal, terms["level"]),
+                              cal.fault_bytes_per_s)
+        bound = "compute" if terms["flops"] / attention.flops_per_s > t / 2 else "latency"
+    else:
+        terms = stream_terms(op, cal, residency)
+        t, bound = _stream(cal, terms)
+    detail = {k: v for k, v in terms.items() if k not in ("category", "dtype")}
+    detail["memory_level"] = cal.levels[terms["level"]].name
+    return OpCost(cal.dispatch_s + framework, float(t), 0.0, bound, detail)
+
+
+def _bandwidth(cal: CpuCalibration, level: int) -> float:
+    return cal.levels[level].bandwidth_bytes_per_s
+
+
+def _stream(cal: CpuCalibration, terms: dict) -> tuple[float, str]:
+    bandwidth = _bandwidth(cal, terms["level"]) * (cal.strided_fraction if terms["strided"]
+                                                   else 1.0)
+    per_element = element_time(cal, terms["key"], terms["dtype"])
+    per_row = element_time(cal, terms["key"], terms["dtype"], table=cal.row_s)
+    floor = op_floor(cal, terms["key"], terms["dtype"], terms["category"])
+    t = stream_seconds(floor, terms["bytes"], bandwidth, terms["elements"], per_element,
+                       terms["rows"], per_row, terms["fault_bytes"], cal.fault_bytes_per_s)
+    memory_s = terms["bytes"] / bandwidth
+    compute_s = terms["elements"] * per_element + terms["rows"] * per_row
+    bound = "latency" if floor > max(memory_s, compute_s) else (
+        "memory" if memory_s >= compute_s else "compute")
+    return float(t), bound
+
+
+def gemm_coefficients(cal: CpuCalibration, op: Op):
+    """The GEMM coefficients of ``op``: its aten op's (``mm.fp32``), else its dtype's."""
+    return cal.gemm.get(f"{element_key(op)}.{op.dtype}", cal.gemm.get(op.dtype))
+
+
+def element_time(cal: CpuCalibration, key: str, dtype: str, *, table=None) -> float:
+    """Seconds per element (or per row, ``table=cal.row_s``) of op ``key`` in ``dtype``:
+    ``key.dtype``, else ``key``, else 0."""
+    table = cal.element_s if table is None else table
+    return table.get(f"{key}.{dtype}", table.get(key, 0.0))
+
+
+def op_floor(cal: CpuCalibration, key: str, dtype: str, category: str) -> float:
+    """Fixed seconds of op ``key``: ``key.dtype``, else ``key``, else its category's floor."""
+    floors = cal.op_floor_s
+    return floors.get(f"{key}.{dtype}", floors.get(key, cal.floor_s.get(
+        category, cal.floor_s.get("other", 0.0))))

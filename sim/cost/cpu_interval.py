@@ -1,0 +1,68 @@
+"""Prediction intervals of the CPU sub-model, from its held-out residuals.
+
+A calibrated CPU spec stores, per op category c, the 10th and 90th percentiles (q10_c, q90_c) of
+measured / predicted over the calibration's held-out micro-benchmark points
+(``cpu_calibration.intervals``; ``all`` pools every category). So:
+
+- one op predicted at t_i lies in [q10_c t_i, q90_c t_i] with ~80 % probability
+  (:func:`op_interval`; empirical quantiles of held-out errors, i.e. a split-conformal
+  interval: Vovk, Gammerman & Shafer, "Algorithmic Learning in a Random World", 2005, ch. 2);
+- a whole run: the part of T that category c's ops make, T_c (their critical-path t_pre +
+  t_calc + t_post), carries one error for the whole category -- the ops of a category run the
+  same kernels, so their errors are systematic, not independent: T_c in [q10_c T_c, q90_c T_c].
+  Different categories' kernels err independently, so their half-widths
+  h_c = T_c (q90_c - q10_c) / 2 add in quadrature around the sum of the midpoints
+  m_c = T_c (q10_c + q90_c) / 2 (the root-sum-square of independent error sources, JCGM
+  100:2008 "GUM", sec. 5.1.2, with unit sensitivities): [sum m_c - H, sum m_c + H],
+  H = sqrt(sum_c h_c^2) (:func:`result_interval`). Full correlation within a category keeps the
+  interval from shrinking as 1/sqrt(n) over thousands of ops, which held-out models would not
+  bear out.
+
+The end-to-end ``framework`` term (model code's Python, :mod:`sim.cost.cpu`) is not covered.
+"""
+
+from __future__ import annotations
+
+import math
+
+from sim.cost.opcost import OpCost
+from sim.cpu_calibration import CpuCalibration, Interval
+from sim.errors import InputError
+from sim.result import SimResult
+from sim.trace import Op
+
+__all__ = ["category_interval", "op_interval", "result_interval", "POOLED"]
+
+POOLED = "all"  # the interval of every held-out point, for categories without their own
+
+
+def category_interval(cal: CpuCalibration | None, category: str) -> Interval:
+    """The measured / predicted interval of ``category`` (else the pooled one)."""
+    if cal is None or not cal.intervals:
+        raise InputError("this spec carries no calibrated intervals: calibrate it with "
+                         "`tksim calibrate --device cpu`", field="--hw")
+    interval = cal.intervals.get(category) or cal.intervals.get(POOLED)
+    if interval is None:
+        raise InputError(f"no interval for category {category!r} and no pooled one",
+                         field="cpu_calibration.intervals")
+    return interval
+
+
+def op_interval(op: Op, cost: OpCost, cal: CpuCalibration) -> tuple[float, float]:
+    """(low, high) seconds around ``cost.total_s`` for ``op`` (module doc)."""
+    interval = category_interval(cal, op.category)
+    return cost.total_s * interval.low, cost.total_s * interval.high
+
+
+def result_interval(result: SimResult, cal: CpuCalibration) -> tuple[float, float]:
+    """(low, high) seconds around ``result.total_s`` (module doc)."""
+    ops = result.ops
+    parts = (ops["crit_pre_s"] + ops["crit_calc_s"] + ops["crit_post_s"]).groupby(
+        ops["category"]).sum()
+    middle = half_sq = 0.0
+    for category, part in parts.items():
+        interval = category_interval(cal, str(category))
+        middle += part * (interval.low + interval.high) / 2
+        half_sq += (part * (interval.high - interval.low) / 2) ** 2
+    half = math.sqrt(half_sq)
+    return max(0.0, middle - half), middle + half

@@ -1,0 +1,94 @@
+"""The CPU fit recovers known parameters from synthetic measurements (no noise: exactly)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from sim.cost.cpu import Residency, cpu_op_cost
+from sim.cpu_calibration import AttentionCoefficients, GemmCoefficients
+from sim.trace import Op
+from tests.cpu_fixtures import TOY_CAL, gemm_op, stream_op
+from validation.cpu_fit import Point, _least_squares, fit_attention, fit_dispatch, fit_gemm
+from validation.cpu_fit_stream import fit_stream
+
+VIEW = Op(id=0, name="aten::view", category="view")
+
+
+def _point(ops, cal=TOY_CAL, residency=None) -> Point:
+    residency = residency or Residency()
+    measured = sum(cpu_op_cost(op, cal, residency).total_s for op in ops)
+    return Point(key=str(id(ops)), kind=ops[-1].category, split="fit", ops=tuple(ops),
+                 residency=residency, measured_s=measured)
+
+
+def test_dispatch_is_the_geometric_mean_of_view_points():
+    points = [Point("a", "view", "fit", (VIEW,), Residency(), 1e-6),
+              Point("b", "view", "fit", (VIEW,), Residency(), 4e-6)]
+    assert fit_dispatch(points) == pytest.approx(2e-6)
+
+
+def test_gemm_fit_recovers_known_coefficients():
+    rng = np.random.default_rng(0)
+    shapes = [(int(m), int(n), int(k)) for m, n, k in rng.integers(2, 600, size=(40, 3))]
+    shapes += [(1, int(n), int(k)) for n, k in rng.integers(16, 2000, size=(10, 2))]
+    points = [_point([VIEW, gemm_op(m, n, k)]) for m, n, k in shapes]
+    start = dataclasses.replace(TOY_CAL, gemm={"fp32": GemmCoefficients(
+        1e-5, 1e-9, 1e-11, 1e-9, 3e11, 1e-5, 1e-9, 1e-8, 0.9)})
+    fitted = fit_gemm(points, start, "fp32")
+    truth = TOY_CAL.gemm["fp32"]
+    for name in vars(truth):
+        assert getattr(fitted, name) == pytest.approx(getattr(truth, name), rel=1e-3), name
+
+
+def _attention(b, h, s_q, s_k, d, causal):
+    return Op(id=0, name="aten::_scaled_dot_product_flash_attention_for_cpu",
+              category="attention", attrs={"b": b, "h_q": h, "h_kv": h, "s_q": s_q,
+                                           "s_k": s_k, "d": d, "causal": causal})
+
+
+def test_attention_fit_recovers_known_coefficients():
+    rng = np.random.default_rng(1)
+    points = []
+    for i in range(60):
+        b, h = int(rng.integers(1, 4)), int(rng.integers(1, 16))
+        s_k, d = int(rng.integers(8, 1500)), int(rng.choice([32, 64, 128]))
+        s_q = 1 if i % 3 == 0 else s_k
+        points.append(_point([_attention(b, h, s_q, s_k, d, causal=i % 2 == 1)]))
+    start = dataclasses.replace(TOY_CAL, attention={"fp32": AttentionCoefficients(
+        1e-5, 1e-7, 1e-7, 1e-8, 1e-9, 2e11, 1e-7, 1e-9)})
+    fitted = fit_attention(points, start, "fp32")
+    truth = TOY_CAL.attention["fp32"]
+    for name in vars(truth):
+        assert getattr(fitted, name) == pytest.approx(getattr(truth, name), rel=2e-3), name
+
+
+def test_stream_fit_recovers_bandwidths_floors_and_element_times():
+    sizes = [(16, 64), (32, 100), (512, 256), (600, 1024), (1024, 512), (4096, 1024),
+             (8192, 2048)]  # add (600, 1024): 7 MiB, inside the 8 MiB llc but not 6
+    points = [_point([stream_op("add", s, inputs=2)]) for s in sizes]
+    points += [_point([stream_op("gelu", s)]) for s in sizes]
+    points += [_point([stream_op("_softmax", s, category="reduction")]) for s in sizes]
+    points += [_point([stream_op("clone", s, category="copy", contiguous=False)])
+               for s in sizes]
+    points += [_point([stream_op("add", (64, 2**20 * m), inputs=2)]) for m in (1, 2)]
+    start = dataclasses.replace(TOY_CAL, op_floor_s={}, element_s={}, row_s={},
+                                fault_bytes_per_s=1e9, strided_fraction=0.5,
+                                levels=tuple(dataclasses.replace(lv, bandwidth_bytes_per_s=50e9)
+                                             for lv in TOY_CAL.levels))
+    fitted = fit_stream(points, start, _least_squares)
+    assert [lv.capacity_bytes for lv in fitted.levels] == [lv.capacity_bytes
+                                                           for lv in TOY_CAL.levels]
+    # l1 points are floor-bound (bytes / bandwidth << floor): its bandwidth is not identifiable
+    for got, want in zip(fitted.levels[1:], TOY_CAL.levels[1:], strict=True):
+        assert got.bandwidth_bytes_per_s == pytest.approx(want.bandwidth_bytes_per_s, rel=1e-3)
+    assert fitted.op_floor_s["gelu"] == pytest.approx(4e-6, rel=1e-3)
+    assert fitted.op_floor_s["add"] == pytest.approx(2e-6, rel=1e-3)
+    assert fitted.element_s["gelu"] == pytest.approx(1e-9, rel=1e-3)
+    # add is never compute-bound: an element time, if kept, is at most its fastest stream
+    assert fitted.element_s.get("add", 0.0) <= 12 / 400e9 * 1.001
+    assert fitted.row_s["_softmax"] == pytest.approx(10e-9, rel=1e-3)
+    assert fitted.strided_fraction == pytest.approx(0.25, rel=1e-3)
+    assert fitted.fault_bytes_per_s == pytest.approx(4e9, rel=1e-3)

@@ -1,0 +1,73 @@
+"""The micro-benchmark harness: robust timing, rotation, and ops recorded as a trace would."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sim.spec_library import load_spec
+from validation.microbench.cases import Case, prepare
+from validation.microbench.sweeps import build_cases
+from validation.microbench.timer import TimingPlan, _kept, noise, time_interleaved
+
+SPEC = load_spec("amd-epyc-zen5", units=1)
+
+
+def test_noise_is_the_normal_sigma_from_the_iqr():
+    assert noise([1.0]) == 0.0
+    assert noise([0.9, 1.0, 1.0, 1.0, 1.1]) == pytest.approx(0.0, abs=1e-12)
+    assert noise([1.0, 2.0, 3.0, 4.0, 5.0]) == pytest.approx(2.0 / (1.349 * 3.0))
+
+
+def test_samples_taken_while_the_sentinel_was_slow_are_dropped():
+    samples = [(1.0, 1.0), (1.1, 1.1), (5.0, 3.0), (1.2, 1.0), (0.9, 1.05), (1.0, 1.0),
+               (4.0, 2.0)]
+    kept = _kept(samples, block=1, limit=1.15)
+    assert kept.samples_s == (1.0, 1.1, 1.2, 0.9, 1.0) and kept.dropped == 2
+    # too few calm samples: the five least disturbed are kept
+    assert _kept(samples, block=1, limit=0.5).samples_s == (1.0, 1.1, 1.2, 0.9, 1.0)
+
+
+def test_interleaved_timing_with_a_steady_sentinel_keeps_every_sample():
+    plan = TimingPlan(rounds=7, block_target_s=1e-5, warmup_s=0.0)
+    timings = time_interleaved([lambda: None] * 5, plan, sentinel=lambda: None)
+    assert all(len(t.samples_s) + t.dropped == 7 for t in timings)
+    assert all(t.median_s > 0 and t.block >= 1 for t in timings)
+
+
+def _linear_case(m=8, n=16, k=32) -> Case:
+    return Case("linear", "gemm", "fp32", {"m": m, "n": n, "k": k},
+                lambda g: {"x": torch.randn(1, m, k, generator=g),
+                           "w": torch.randn(n, k, generator=g)},
+                lambda x, w: F.linear(x, w), weights=("w",))
+
+
+def test_a_point_carries_the_ops_a_captured_trace_would():
+    point = prepare(_linear_case(), SPEC, seed=0)
+    names = [op.name for op in point.ops]
+    assert names == ["aten::t", "aten::view", "aten::mm", "aten::_unsafe_view"]
+    mm = point.ops[2]
+    assert (mm.category, dict(mm.attrs), mm.measured_s) == ("gemm", {"b": 1, "m": 8, "n": 16,
+                                                                     "k": 32}, None)
+    assert point.copies == 1  # 2.6 KiB: no cache level smaller than it to flatter the loop
+
+
+def test_rotation_defeats_the_inner_cache_and_cold_points_rotate_weights():
+    # 16 x 900 @ (900 x 8): ~86 KiB > the 48 KiB L1d -> ceil(2 x 48 KiB / 86 KiB) = 2 copies
+    assert prepare(_linear_case(m=16, n=8, k=900), SPEC, seed=0).copies == 2
+    cold = prepare(Case(**{**vars(_linear_case(n=2048, k=2048)), "cold": True}), SPEC, seed=0)
+    weight_bytes = 2048 * 2048 * 4
+    assert cold.copies * weight_bytes >= 4 * SPEC.memory[-2].capacity_bytes
+    assert cold.weight_reuse_bytes == cold.copies * cold.reuse_bytes
+    weights = {id(s["w"]) for s in cold.buffers}
+    inputs = {id(s["x"]) for s in cold.buffers}
+    assert len(weights) == cold.copies and len(inputs) == 1
+
+
+def test_sweeps_hold_out_every_third_draw_and_quick_is_a_subset():
+    full, quick = build_cases(), build_cases(quick=True)
+    assert {c.key for c in quick} <= {c.key for c in full}
+    assert 0.3 < sum(c.split == "heldout" for c in full) / len(full) < 0.36
+    assert {c.category for c in full} >= {"gemm", "attention", "elementwise", "reduction",
+                                          "norm", "copy", "embedding", "view"}

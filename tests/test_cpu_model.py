@@ -1,0 +1,106 @@
+"""The CPU sub-model (sim.cost.cpu) on a hand-written calibration: every term by hand."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from sim.cost import CalibratedCostModel, RooflineCostModel, cost_ops
+from sim.cost.cpu import Residency, cpu_op_cost, flash_blocks, trace_residency
+from sim.trace import Op, TensorMeta
+from tests.cpu_fixtures import MIB, TOY_CAL, gemm_op, stream_op
+
+
+def test_gemm_is_bilinear_in_its_operands_plus_flops():
+    op = gemm_op(m=64, n=128, k=256)  # working set 224 KiB: served by the llc
+    cost = cpu_op_cost(op, TOY_CAL)
+    b_bytes = 128 * 256 * 4
+    t_calc = (2e-6 + 1e-10 * 64 * 256 + 2e-10 * 128 * 256 + 3e-10 * 64 * 128
+              + 2 * 64 * 128 * 256 / 1e11 + b_bytes / (100e9 * 0.5))
+    assert cost.t_pre_s == pytest.approx(1e-6)
+    assert cost.t_calc_s == pytest.approx(t_calc)
+    assert cost.t_post_s == 0.0
+
+
+def test_matrix_vector_product_streams_b_from_the_level_holding_it():
+    op = gemm_op(m=1, n=1024, k=1024)  # 4 MiB of B: llc
+    warm = cpu_op_cost(op, TOY_CAL).t_calc_s
+    assert warm == pytest.approx(1e-6 + 5e-10 * 2**20 + 2e-9 * 1024 + 4 * MIB / (100e9 * 0.5))
+    cold = cpu_op_cost(op, TOY_CAL, Residency(weight_reuse_bytes=64 * MIB)).t_calc_s
+    assert cold == pytest.approx(1e-6 + 5e-10 * 2**20 + 2e-9 * 1024 + 4 * MIB / (20e9 * 0.5))
+
+
+def test_trace_residency_sums_the_weights_of_b1_gemms_only():
+    ops = [gemm_op(1, 100, 10), gemm_op(1, 50, 10), gemm_op(4, 7, 7, b=3)]
+    assert trace_residency(ops).weight_reuse_bytes == (100 + 50) * 10 * 4
+
+
+def test_flash_blocks_skip_whole_key_blocks_past_the_diagonal():
+    assert flash_blocks(100, 100, causal=False) == (4, 100 * 100, 4 * 100)
+    # s_q = 1000 -> 256-row query blocks; causal keys rounded up to 512-key blocks
+    blocks, pairs, keys = flash_blocks(1000, 1000, causal=True)
+    assert blocks == 4
+    assert keys == 512 + 512 + 1000 + 1000
+    assert pairs == 256 * 512 + 256 * 512 + 256 * 1000 + 232 * 1000
+
+
+def test_decode_attention_uses_its_own_per_head_and_kv_costs():
+    op = Op(id=0, name="aten::_scaled_dot_product_flash_attention_for_cpu",
+            category="attention", dtype="fp32",
+            attrs={"b": 1, "h_q": 4, "h_kv": 4, "s_q": 1, "s_k": 100, "d": 32, "causal": False})
+    kv_elements = 4 * 100 * 64
+    expected = 3e-6 + 1e-9 * 4 * 100 + 0.5e-6 * 4 + 2e-10 * kv_elements + kv_elements * 4 / 400e9
+    assert cpu_op_cost(op, TOY_CAL).t_calc_s == pytest.approx(expected)
+
+
+def test_streaming_op_takes_the_slower_of_bytes_and_elements_plus_its_floor():
+    add = stream_op("add", (1024, 1024), inputs=2)  # 12 MiB: dram
+    assert cpu_op_cost(add, TOY_CAL).t_calc_s == pytest.approx(2e-6 + 12 * MIB / 20e9)
+    gelu = stream_op("gelu", (256, 256))  # 512 KiB (llc); 65536 elements x 1 ns > bytes
+    assert cpu_op_cost(gelu, TOY_CAL).t_calc_s == pytest.approx(4e-6 + 65536e-9)
+    assert cpu_op_cost(gelu, TOY_CAL).bound == "compute"
+
+
+def test_row_wise_ops_pay_per_row_and_strided_copies_pay_bandwidth():
+    softmax = stream_op("_softmax", (64, 16), category="reduction")
+    assert cpu_op_cost(softmax, TOY_CAL).t_calc_s == pytest.approx(3e-6 + 64 * 10e-9)
+    strided = stream_op("clone", (512, 512), category="copy", contiguous=False)
+    assert cpu_op_cost(strided, TOY_CAL).t_calc_s == pytest.approx(
+        5e-6 + 2 * 2**20 / (100e9 * 0.25))  # no copy floor: falls back on "other"
+
+
+def test_fresh_outputs_above_the_mmap_threshold_fault_in_their_pages():
+    big = stream_op("add", (64, 2**20), inputs=2)  # 256 MiB each
+    out = 256 * MIB
+    assert cpu_op_cost(big, TOY_CAL).t_calc_s == pytest.approx(2e-6 + 3 * out / 20e9
+                                                               + out / 4e9)
+    in_place = dataclasses.replace(big, name="aten::add_")
+    assert cpu_op_cost(in_place, TOY_CAL).t_calc_s == pytest.approx(2e-6 + 3 * out / 20e9)
+
+
+def test_views_cost_dispatch_only():
+    view = Op(id=0, name="aten::view", category="view",
+              inputs=(TensorMeta((4, 4), "fp32"),), outputs=(TensorMeta((16,), "fp32"),))
+    cost = cpu_op_cost(view, TOY_CAL)
+    assert (cost.t_pre_s, cost.t_calc_s, cost.bound) == (1e-6, 0.0, "host")
+
+
+def test_calibrated_model_uses_the_cpu_submodel_only_on_a_calibrated_cpu(toy_cpu, toy_gpu):
+    op = gemm_op(64, 128, 256)
+    spec = dataclasses.replace(toy_cpu, cpu_calibration=TOY_CAL)
+    assert CalibratedCostModel().cost(op, spec) == cpu_op_cost(op, TOY_CAL)
+    # the plain roofline ignores the calibration; GPUs and uncalibrated CPUs are unchanged
+    assert RooflineCostModel().cost(op, spec) == RooflineCostModel().cost(op, toy_cpu)
+    assert CalibratedCostModel().cost(op, toy_cpu) == RooflineCostModel().cost(op, toy_cpu)
+    assert CalibratedCostModel().cost(op, toy_gpu).bound != "host"
+
+
+def test_cost_ops_gives_the_cpu_submodel_the_trace_residency(toy_cpu):
+    spec = dataclasses.replace(toy_cpu, cpu_calibration=TOY_CAL)
+    weights = [gemm_op(1, 1024, 512) for _ in range(5)]  # 5 x 2 MiB of weights > 8 MiB llc
+    costs = cost_ops(weights, spec, CalibratedCostModel())
+    alone = cpu_op_cost(weights[0], TOY_CAL).t_calc_s  # 2 MiB alone: llc
+    gemv = 1e-6 + 5e-10 * 2**19 + 2e-9 * 1024
+    assert alone == pytest.approx(gemv + 2 * MIB / (100e9 * 0.5))
+    assert costs[0].t_calc_s == pytest.approx(gemv + 2 * MIB / (20e9 * 0.5))

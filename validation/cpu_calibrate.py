@@ -1,0 +1,183 @@
+"""Calibrate this machine's CPU: time the micro-benchmark suite, fit the CPU sub-model, write a
+calibrated spec file (and the measurements as CSV) with provenance.
+
+``calibrate_cpu(threads=1, quick=False, out_path=...)`` is what ``tksim calibrate --device cpu``
+runs: :mod:`validation.microbench` (every op family over its shape sweep, timed robustly on
+``threads`` torch threads), :func:`validation.cpu_fit.fit_cpu` on the ``fit`` split, the
+per-category prediction intervals from the ``heldout`` split (:mod:`sim.cost.cpu_interval`),
+the ``framework`` terms from real captures of :data:`CALIBRATION_MODELS` (a model's own Python
+between its ops, which no micro-benchmark runs: the mean gap per op between the step's wall time
+and the ops' predicted sum), and
+:func:`validation.cpu_spec_file.write_calibrated_spec`. Every number of the written spec cites
+a ``calibration`` source naming the host, CPU, torch version, date, threads, sample counts and
+fit residuals. ``python -m validation.cpu_calibrate --help`` runs it from the shell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import os
+import platform
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sim.cost.cpu_interval import POOLED
+from sim.cpu_calibration import Interval
+from sim.errors import InputError
+from sim.files import write_atomic
+from sim.hardware import HardwareSpec
+from sim.spec_library import load_spec
+from validation.cpu_fit import Point, fit_cpu, load_points, predict_points
+from validation.cpu_spec_file import write_calibrated_spec
+from validation.metrics import summarize_errors
+from validation.microbench.suite import run_suite
+from validation.microbench.sweeps import build_cases
+from validation.microbench.timer import FULL, QUICK
+
+__all__ = ["calibrate_cpu", "default_spec_path", "heldout_intervals", "DATASHEET", "main"]
+
+DATASHEET = "amd-epyc-zen5"  # this machine's datasheet spec
+#: (model, phase, seq) whose real runs fit the framework term; the validation holds out others.
+CALIBRATION_MODELS = (("mixtral-tiny", "prefill", 64), ("mixtral-tiny", "decode", 64))
+#: Un-recorded warm-up steps of a capture; its wall time is the fastest (least disturbed).
+WARMUP_STEPS = 10
+_REPO = Path(__file__).resolve().parent.parent
+_INTERVAL_PERCENTILES = (10, 90)
+
+
+def default_spec_path(threads: int, datasheet: str = DATASHEET) -> Path:
+    """``hw_specs/calibrated/<datasheet>-<threads>t.yaml``."""
+    return _REPO / "hw_specs" / "calibrated" / f"{datasheet}-{threads}t.yaml"
+
+
+def calibrate_cpu(threads: int = 1, quick: bool = False, out_path: str | Path | None = None,
+                  progress: bool = True, *, datasheet: str = DATASHEET,
+                  csv_path: str | Path | None = None, seed: int = 0) -> Path:
+    """Measure, fit and write the calibrated spec (module doc); return its path. The CSV of
+    the measurements goes to ``csv_path`` (default: next to the spec, ``.csv.gz``)."""
+    start = time.perf_counter()
+    base = _datasheet(datasheet, threads)
+    out = Path(out_path) if out_path is not None else default_spec_path(threads, base.name)
+    csv = Path(csv_path) if csv_path is not None else out.with_suffix(".csv.gz")
+    for path in (out, csv):
+        if not path.parent.is_dir():
+            raise InputError("output directory does not exist", source=str(path), field="-o")
+    plan = QUICK if quick else FULL
+    table = run_suite(build_cases(quick=quick, seed=seed), base.with_units(threads), plan,
+                      threads=threads, seed=seed, progress=progress)
+    points = load_points(table)
+    cal = dataclasses.replace(fit_cpu(points, base, threads), datasheet=base.name,
+                              sentinel_s=table.attrs["sentinel_s"])
+    spec = dataclasses.replace(base.with_units(threads), cpu_calibration=cal)
+    predicted = predict_points(points, spec)
+    cal = dataclasses.replace(cal, intervals=heldout_intervals(points, predicted))
+    framework_s, gaps = fit_framework(dataclasses.replace(spec, cpu_calibration=cal), threads,
+                                      progress)
+    cal = dataclasses.replace(cal, framework_s=framework_s)
+    provenance = _provenance(points, predicted, threads=threads, quick=quick, rounds=plan.rounds,
+                             seconds=time.perf_counter() - start, datasheet=base.name) + gaps
+    write_calibrated_spec(out, base, cal, name=f"{base.name}-{threads}t", provenance=provenance)
+    _write_csv(csv, table.assign(predicted_s=predicted), provenance)
+    return out
+
+
+def _datasheet(name: str, threads: int) -> HardwareSpec:
+    spec = load_spec(name)
+    if spec.kind != "cpu":
+        raise InputError(f"{name} is a {spec.kind} spec; calibrate_cpu measures this CPU",
+                         field="--hw")
+    most = min(spec.compute.num_units, os.cpu_count() or 1)
+    if not 1 <= threads <= most:
+        raise InputError(f"must be between 1 and {most} on this machine, got {threads}",
+                         field="--threads")
+    return spec
+
+
+def fit_framework(spec: HardwareSpec, threads: int, progress: bool) -> tuple[float, str]:
+    """Seconds of model Python per op: the mean over :data:`CALIBRATION_MODELS` of (wall - T) /
+    ops, at least 0 (one term for every step: model-to-model differences in the Python between
+    ops exceed prefill-to-decode ones); and a sentence for the provenance."""
+    from sim.simulator import simulate
+    from workloads import capture_model
+
+    gaps, parts = [], []
+    for name, phase, seq in CALIBRATION_MODELS:
+        trace = capture_model(name, phase=phase, seq=seq, mode="real", threads=threads,
+                              warmup=WARMUP_STEPS, repeat=1, progress=progress)
+        wall = float(trace.meta["unrecorded_wall_s"])
+        gaps.append((wall - simulate(trace, spec).total_s) / len(trace))
+        parts.append(f"{name} {phase} (s={seq}, {len(trace)} ops, wall {wall * 1e6:.0f} us): "
+                     f"{gaps[-1] * 1e6:.2f} us/op")
+    framework = max(0.0, float(np.mean(gaps)))
+    return framework, (f" Framework term {framework * 1e6:.2f} us per op, the mean of (wall - "
+                       f"predicted T) / ops over {'; '.join(parts)}.")
+
+
+def heldout_intervals(points: Sequence[Point], predicted: np.ndarray) -> dict[str, Interval]:
+    """Per category (and pooled, ``all``): 10th / 90th percentile of measured / predicted over
+    the held-out points (:mod:`sim.cost.cpu_interval`)."""
+    ratios = pd.DataFrame({"category": [p.kind for p in points],
+                           "split": [p.split for p in points],
+                           "ratio": [p.measured_s / q for p, q in zip(points, predicted,
+                                                                      strict=True)]})
+    held = ratios[ratios["split"] == "heldout"]
+    groups = [*held.groupby("category")["ratio"], (POOLED, held["ratio"])]
+    return {str(c): Interval(*(float(np.percentile(r, q)) for q in _INTERVAL_PERCENTILES),
+                             count=len(r)) for c, r in groups if len(r)}
+
+
+def _residuals(points: Sequence[Point], predicted: np.ndarray, split: str) -> str:
+    rows = [(p.kind, p.measured_s, q) for p, q in zip(points, predicted, strict=True)
+            if p.split == split]
+    frame = pd.DataFrame(rows, columns=["category", "measured", "predicted"])
+    parts = []
+    for category, group in frame.groupby("category"):
+        e = summarize_errors(group["predicted"], group["measured"])
+        parts.append(f"{category} {e.count} pts median APE {e.median_ape:.1%} p90 "
+                     f"{e.p90_ape:.1%}")
+    return "; ".join(parts)
+
+
+def _provenance(points, predicted, *, threads, quick, rounds, seconds, datasheet) -> str:
+    import torch
+
+    from workloads.capture_env import host_description
+
+    fit = sum(p.split == "fit" for p in points)
+    return (f"Measured and fitted by tksim validation.calibrate_cpu on host {platform.node()}, "
+            f"{host_description()}, torch {torch.__version__}, "
+            f"{dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}, {threads} torch "
+            f"thread(s), datasheet spec {datasheet}, {'quick' if quick else 'full'} sweep: "
+            f"{len(points)} points ({fit} fit, {len(points) - fit} held out), {rounds} "
+            f"interleaved rounds each, median per point; calibration took {seconds:.0f} s. "
+            f"Method: docs/cpu-validation.md. Fit residuals: {_residuals(points, predicted, 'fit')}"
+            f". Held-out: {_residuals(points, predicted, 'heldout')}.")
+
+
+def _write_csv(path: Path, table: pd.DataFrame, provenance: str) -> None:
+    header = "".join(f"# {line}\n" for line in ("tksim CPU micro-benchmark points", provenance))
+    write_atomic(path, header + table.to_csv(index=False, float_format="%.6g"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m validation.cpu_calibrate [--threads N] [--quick] [-o SPEC] [--csv F]``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("-o", "--output", default=None)
+    parser.add_argument("--csv", default=None)
+    parser.add_argument("--datasheet", default=DATASHEET)
+    args = parser.parse_args(argv)
+    path = calibrate_cpu(args.threads, args.quick, args.output, datasheet=args.datasheet,
+                         csv_path=args.csv)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

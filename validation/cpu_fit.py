@@ -1,0 +1,219 @@
+"""Fit the CPU sub-model (:mod:`sim.cost.cpu`) to micro-benchmark points, in stages.
+
+Only points of the ``fit`` split are used. Each stage moves a few parameters of one op kind and
+minimizes a robust loss (``soft_l1``, scale 0.1, i.e. about 10 %) of log(predicted / measured)
+with ``scipy.optimize.least_squares`` inside physical bounds, starting from round a-priori
+values (:data:`START`), so a re-fit never depends on an earlier fit:
+
+1. ``dispatch``: t_pre from the ``view`` points (a view is dispatch only).
+2. ``stream``: achieved bandwidth per memory level, the effective last-level-cache capacity
+   (grid search: other tenants of a shared L3 leave a VM less than the datasheet says),
+   per-category floors, per-op element times, the strided-copy fraction and the page-fault
+   bandwidth, on every point made of streaming ops (elementwise, reduction, norm, copy,
+   embedding). An element time whose compute term binds on no fit point is dropped (0).
+3. ``gemm``: per dtype, the five GEMM coefficients on the GEMM points (views and any streaming
+   op of a point priced with stages 1-2).
+4. ``attention``: per dtype, the five attention coefficients on the SDPA points.
+
+A point is predicted as the sum of its ops' t_pre + t_calc with the point's residency (the reuse
+distance of its rotated buffers). ``CpuCalibration.framework_s`` is not fitted here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import least_squares
+
+from sim.cost.cpu import (
+    Residency,
+    attention_seconds,
+    attention_terms,
+    cpu_op_cost,
+    element_key,
+    gemm_seconds,
+    gemm_terms,
+)
+from sim.cpu_calibration import (
+    FLOOR_CATEGORIES,
+    AttentionCoefficients,
+    CpuCalibration,
+    GemmCoefficients,
+    StreamLevel,
+)
+from sim.hardware import HardwareSpec
+from sim.trace import Op
+from validation.cpu_fit_stream import fit_stream
+from validation.microbench.suite import points_to_ops
+
+__all__ = ["Point", "load_points", "start_calibration", "fit_cpu", "predict_points",
+           "FIT_LOSS_SCALE", "MMAP_THRESHOLD_BYTES"]
+
+MIN_OP_POINTS = 12  # a GEMM op gets its own coefficients from this many fit points
+FIT_LOSS_SCALE = 0.1  # soft_l1 scale on log(pred / meas): residuals beyond ~10 % count linearly
+#: glibc's largest dynamic mmap threshold on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX, mallopt(3)).
+MMAP_THRESHOLD_BYTES = 32 * 2**20
+_MIB = 2**20
+
+
+@dataclass(frozen=True)
+class Point:
+    """One benchmark point: its ops, residency and measured time (s)."""
+
+    key: str
+    kind: str  # the category it is reported under
+    split: str  # fit | heldout
+    ops: tuple[Op, ...]
+    residency: Residency
+    measured_s: float
+
+
+def load_points(table: pd.DataFrame) -> list[Point]:
+    """Points of a suite table (see ``validation.microbench.suite``)."""
+    return [Point(key=row.key, kind=row.category, split=row.split, ops=ops,
+                  measured_s=float(row.measured_s),
+                  residency=Residency(float(row.reuse_bytes), float(row.weight_reuse_bytes)))
+            for row, ops in zip(table.itertuples(), points_to_ops(table), strict=True)]
+
+
+def start_calibration(spec: HardwareSpec, threads: int) -> CpuCalibration:
+    """Round a-priori values: 60 % of each level's datasheet bandwidth, 1 us floors, 1 us
+    dispatch (the 0.91 us of the datasheet spec), no element times, 0.5 strided, GEMM at the
+    spec's matrix efficiency, and 3.3 GB/s of page faults: measured on this machine 2026-11-29,
+    ``x.clone()`` of fresh 33-96 MiB fp32 tensors took 11.6-34.8 ms (5.7 GB/s of copy), of
+    which the copy itself is ~1/7 at 40 GB/s (the sweep keeps tensors below the mmap threshold,
+    so this value is not re-fitted unless a point crosses it)."""
+    spec = spec.with_units(threads)
+    levels = tuple(StreamLevel(lv.name, lv.capacity_bytes if i < len(spec.memory) - 1
+                               else math.inf, 0.6 * spec.memory_bandwidth(lv))
+                   for i, lv in enumerate(spec.memory))
+    rate = {dt: spec.compute.matrix_peak(dt) * spec.efficiency.matrix for dt in ("fp32", "bf16")}
+    gemm = {dt: GemmCoefficients(5e-6, 1e-10, 1e-10, 1e-10, r, 2e-6, 1e-10, 1e-9, 0.5)
+            for dt, r in rate.items()}
+    attention = {dt: AttentionCoefficients(5e-6, 1e-7, 1e-7, 1e-9, 1e-10, r, 1e-6, 1e-10)
+                 for dt, r in rate.items()}
+    return CpuCalibration(threads=threads, dispatch_s=1e-6, levels=levels,
+                          fault_threshold_bytes=MMAP_THRESHOLD_BYTES, fault_bytes_per_s=3.3e9,
+                          strided_fraction=0.5, floor_s=dict.fromkeys(FLOOR_CATEGORIES, 1e-6),
+                          op_floor_s={}, element_s={}, row_s={}, gemm=gemm,
+                          attention=attention)
+
+
+def predict_points(points: Sequence[Point], spec: HardwareSpec) -> np.ndarray:
+    """Predicted time of each point (s) with the CPU sub-model of calibrated ``spec`` (no
+    framework term: a micro-benchmark runs no model code)."""
+    cal = dataclasses.replace(spec.cpu_calibration, framework_s=0.0)
+    return np.array([sum(cpu_op_cost(op, cal, p.residency).total_s for op in p.ops)
+                     for p in points])
+
+
+def _least_squares(residuals: Callable[[np.ndarray], np.ndarray], start: np.ndarray,
+                   low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Robust fit in units of ``start`` (every parameter ~1 at the start)."""
+    scale = np.where(start > 0, start, np.maximum(high, 1e-30) * 1e-3)
+    result = least_squares(lambda z: residuals(z * scale), np.clip(start, low, high) / scale,
+                           bounds=(low / scale, high / scale), loss="soft_l1",
+                           f_scale=FIT_LOSS_SCALE, x_scale="jac")
+    return result.x * scale
+
+
+def fit_dispatch(points: Sequence[Point]) -> float:
+    """t_pre (s): the geometric mean of the view points (one view op each)."""
+    times = [p.measured_s / len(p.ops) for p in points if p.kind == "view"]
+    return float(np.exp(np.mean(np.log(times)))) if times else 1e-6
+
+
+def fit_gemm(points: Sequence[Point], cal: CpuCalibration, dtype: str,
+             op_name: str | None = None) -> GemmCoefficients:
+    """Stage 3 for one dtype, or one aten op (``mm``) of it, starting from the dtype's fit."""
+    rows = [(p, op) for p in points for op in p.ops if op.category == "gemm"
+            and op.dtype == dtype and op_name in (None, element_key(op))]
+    if not rows:
+        return cal.gemm[dtype]
+    fixed = np.array([_others_s(p, op, cal) for p, op in rows])
+    terms = _stack([gemm_terms(op, cal, p.residency) for p, op in rows])
+    bandwidth = np.array([cal.levels[int(i)].bandwidth_bytes_per_s for i in terms["level"]])
+    measured = np.array([p.measured_s for p, _ in rows])
+    c0 = cal.gemm[dtype]
+    start = np.array([c0.overhead_s, c0.a_element_s, c0.b_element_s, c0.c_element_s,
+                      1 / c0.flops_per_s, c0.gemv_overhead_s, c0.gemv_element_s,
+                      c0.gemv_output_s, c0.stream_fraction])
+
+    def coefficients(x):
+        return GemmCoefficients(x[0], x[1], x[2], x[3], 1 / x[4], x[5], x[6], x[7], x[8])
+
+    def residuals(x):
+        pred = fixed + gemm_seconds(coefficients(x), terms, bandwidth, cal.fault_bytes_per_s)
+        return np.log(pred / measured)
+
+    return coefficients(_least_squares(
+        residuals, start, np.array([0, 0, 0, 0, 1e-14, 0, 0, 0, 0.05]),
+        np.array([1e-3, 1e-8, 1e-8, 1e-8, 1e-9, 1e-3, 1e-8, 1e-6, 1.0])))
+
+
+def fit_attention(points: Sequence[Point], cal: CpuCalibration,
+                  dtype: str) -> AttentionCoefficients:
+    """Stage 4 for one dtype (module doc)."""
+    rows = [(p, op) for p in points for op in p.ops
+            if op.category == "attention" and op.dtype == dtype]
+    if not rows:
+        return cal.attention[dtype]
+    fixed = np.array([_others_s(p, op, cal) for p, op in rows])
+    terms = _stack([attention_terms(op, cal, p.residency) for p, op in rows])
+    bandwidth = np.array([cal.levels[int(i)].bandwidth_bytes_per_s for i in terms["level"]])
+    measured = np.array([p.measured_s for p, _ in rows])
+    c0 = cal.attention[dtype]
+    start = np.array([c0.overhead_s, c0.head_s, c0.block_s, c0.pair_s, c0.kv_element_s,
+                      1 / c0.flops_per_s, c0.decode_head_s, c0.decode_kv_element_s])
+
+    def coefficients(x):
+        return AttentionCoefficients(x[0], x[1], x[2], x[3], x[4], 1 / x[5], x[6], x[7])
+
+    def residuals(x):
+        pred = fixed + attention_seconds(coefficients(x), terms, bandwidth,
+                                         cal.fault_bytes_per_s)
+        return np.log(pred / measured)
+
+    return coefficients(_least_squares(
+        residuals, start, np.array([0, 0, 0, 0, 0, 1e-14, 0, 0]),
+        np.array([1e-3, 1e-4, 1e-4, 1e-6, 1e-8, 1e-9, 1e-4, 1e-8])))
+
+
+def _others_s(point: Point, main: Op, cal: CpuCalibration) -> float:
+    """Time of a point's ops other than ``main`` plus main's t_pre, with the current fit."""
+    return cal.dispatch_s + sum(cpu_op_cost(op, cal, point.residency).total_s
+                                for op in point.ops if op is not main)
+
+
+def _stack(rows: list[dict]) -> dict[str, np.ndarray]:
+    return {key: np.array([r[key] for r in rows], dtype=float) for key in rows[0]}
+
+
+def fit_cpu(points: Sequence[Point], spec: HardwareSpec, threads: int) -> CpuCalibration:
+    """Every stage (module doc) on the ``fit`` points; the result has no intervals yet."""
+    fit = [p for p in points if p.split == "fit"]
+    cal = start_calibration(spec, threads)
+    cal = dataclasses.replace(cal, dispatch_s=fit_dispatch(fit))
+    cal = fit_stream(fit, cal, _least_squares)
+    dtypes = sorted({op.dtype for p in fit for op in p.ops
+                     if op.category in ("gemm", "attention")} & set(cal.gemm))
+    cal = dataclasses.replace(cal, gemm={dt: fit_gemm(fit, cal, dt) for dt in dtypes})
+    cal = dataclasses.replace(cal, gemm={**cal.gemm, **_per_op_gemm(fit, cal)})
+    return dataclasses.replace(cal, attention={dt: fit_attention(fit, cal, dt) for dt in dtypes})
+
+
+def _per_op_gemm(points: Sequence[Point], cal: CpuCalibration) -> dict[str, GemmCoefficients]:
+    """Coefficients per (aten op, dtype) with at least :data:`MIN_OP_POINTS` fit points."""
+    counts: dict[tuple[str, str], int] = {}
+    for p in points:
+        for op in p.ops:
+            if op.category == "gemm" and op.dtype in cal.gemm:
+                key = (element_key(op), op.dtype)
+                counts[key] = counts.get(key, 0) + 1
+    return {f"{name}.{dtype}": fit_gemm(points, cal, dtype, name)
+            for (name, dtype), n in sorted(counts.items()) if n >= MIN_OP_POINTS}

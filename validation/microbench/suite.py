@@ -1,0 +1,152 @@
+"""Run a micro-benchmark suite: prepare every case, time them interleaved, return a table.
+
+:func:`run_suite` prepares the cases (buffers, recorded ops, rotation; :mod:`.cases`) in chunks
+that fit a memory budget, times each chunk with :func:`~.timer.time_interleaved` on ``threads``
+torch threads, and returns one row per point (:data:`COLUMNS`), ops serialized as JSON so the
+table round-trips through CSV (:func:`points_to_ops`). ``table.attrs["sentinel_s"]`` is the
+sentinel's median time after the run (:func:`sentinel_time`), the machine's state.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from sim.hardware import HardwareSpec
+from sim.trace import Op, op_from_dict
+from validation.microbench.cases import Case, Prepared, prepare
+from validation.microbench.timer import TimingPlan, time_interleaved
+from workloads.capture_env import torch_threads
+
+__all__ = ["COLUMNS", "run_suite", "points_to_ops", "sentinel_time", "MEMORY_BUDGET_BYTES"]
+
+COLUMNS = ("key", "family", "category", "dtype", "cold", "shape", "split", "measured_s", "noise",
+           "num_samples", "dropped", "block", "copies", "reuse_bytes", "weight_reuse_bytes",
+           "working_set_bytes", "flops", "ops")
+#: Buffers of the points timed together (one chunk) stay below this (bytes).
+MEMORY_BUDGET_BYTES = 3 * 2**30
+
+
+def run_suite(cases: Sequence[Case], spec: HardwareSpec, plan: TimingPlan, *, threads: int = 1,
+              seed: int = 0, progress: bool = True, device: str = "cpu") -> pd.DataFrame:
+    """Time ``cases`` on this machine (``spec`` sized to ``threads`` units); one row per point.
+
+    ``device="cuda"`` (only where ``torch.cuda.is_available()``) moves the buffers to the GPU
+    and times with CUDA events; tksim's calibration runs on the CPU.
+    """
+    cuda = device.startswith("cuda")
+    if cuda and not torch.cuda.is_available():
+        raise RuntimeError("device='cuda' needs a CUDA build of torch and a GPU")
+    order = np.random.default_rng(seed).permutation(len(cases))
+    rows = []
+    bar = tqdm(total=len(cases), desc="micro-benchmarks", unit="pt", file=sys.stderr,
+               disable=not progress)
+    with torch_threads(threads), torch.no_grad():
+        sentinel = _sentinel(device)
+        for chunk in _chunks([cases[i] for i in order], spec, seed, device):
+            timings = time_interleaved([p.call for p in chunk], plan, seed=seed, cuda=cuda,
+                                       sentinel=sentinel)
+            rows += [_row(p, t) for p, t in zip(chunk, timings, strict=True)]
+            bar.update(len(chunk))
+            chunk.clear()
+        bar.close()
+        sentinel_s = sentinel_time(sentinel)  # on ``threads`` threads, like the points
+    table = pd.DataFrame(rows, columns=list(COLUMNS)).sort_values("key").reset_index(drop=True)
+    table.attrs["sentinel_s"] = sentinel_s
+    return table
+
+
+def sentinel_time(sentinel=None, calls: int = 41) -> float:
+    """Median seconds of the sentinel (see :func:`_sentinel`): the machine's state, comparable
+    between a calibration and a later validation."""
+    import statistics
+    import time
+
+    run = sentinel or _sentinel("cpu")
+    for _ in range(5):
+        run()
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _sentinel(device: str):
+    """A fixed compute + memory workload whose time tracks the other tenant's load: a
+    128 x 256 x 256 fp32 GEMM (~17 MFLOP) and a copy of 8 MiB (beyond L2, through L3 / DRAM)."""
+    a, b = torch.randn(128, 256, device=device), torch.randn(256, 256, device=device)
+    src, dst = torch.randn(2**21, device=device), torch.empty(2**21, device=device)
+
+    def run() -> None:
+        torch.mm(a, b)
+        dst.copy_(src)
+
+    return run
+
+
+def _chunks(cases: Sequence[Case], spec: HardwareSpec, seed: int, device: str):
+    """Prepared points in groups whose buffers stay within :data:`MEMORY_BUDGET_BYTES`."""
+    chunk: list[Prepared] = []
+    used = 0.0
+    for i, case in enumerate(cases):
+        point = prepare(case, spec, seed + i, device=device)
+        size = _buffer_bytes(point)
+        if chunk and used + size > MEMORY_BUDGET_BYTES:
+            yield chunk
+            chunk, used = [], 0.0
+        chunk.append(point)
+        used += size
+    if chunk:
+        yield chunk
+
+
+def _buffer_bytes(point: Prepared) -> float:
+    seen, total = set(), 0
+    for tensors in point.buffers:
+        for t in tensors.values():
+            if t.data_ptr() not in seen:
+                seen.add(t.data_ptr())
+                total += t.nbytes
+    return total + point.working_set_bytes
+
+
+def _row(point: Prepared, timing) -> dict:
+    case = point.case
+    return {
+        "key": case.key, "family": case.family, "category": case.category, "dtype": case.dtype,
+        "cold": case.cold, "shape": json.dumps(dict(case.shape), sort_keys=True),
+        "split": case.split,
+        "measured_s": timing.median_s, "noise": timing.noise,
+        "num_samples": len(timing.samples_s), "dropped": timing.dropped, "block": timing.block,
+        "copies": point.copies,
+        "reuse_bytes": point.reuse_bytes, "weight_reuse_bytes": point.weight_reuse_bytes,
+        "working_set_bytes": point.working_set_bytes,
+        "flops": sum(op.flops for op in point.ops),
+        "ops": json.dumps([_op_dict(op) for op in point.ops], sort_keys=True),
+    }
+
+
+def _op_dict(op: Op) -> dict:
+    data = op.to_dict()
+    for key in ("deps", "measured_s", "module", "stream", "rank"):
+        data.pop(key, None)
+    return data
+
+
+def points_to_ops(table: pd.DataFrame) -> list[tuple[Op, ...]]:
+    """The ops of each row of a suite table (from its ``ops`` JSON column)."""
+    out = []
+    for text in table["ops"]:
+        ops = []
+        for i, data in enumerate(json.loads(text)):
+            ops.append(op_from_dict({**data, "id": i, "deps": []}, source="suite", index=i))
+        out.append(tuple(ops))
+    return out
