@@ -24,8 +24,13 @@ from sim.units import format_quantity
 
 __all__ = ["run_demo", "DEFAULT_HW", "THREADS"]
 
-DEFAULT_HW = ("nvidia-h100-sxm5-80gb", "amd-epyc-zen5")
+#: This machine's CPU calibrated by ``tksim calibrate`` (committed, with its measurements).
+CALIBRATED_CPU = str(Path(__file__).resolve().parent.parent / "hw_specs" / "calibrated"
+                     / "amd-epyc-zen5-1t.yaml")
+DEFAULT_HW = ("nvidia-h100-sxm5-80gb", CALIBRATED_CPU)
+DATASHEET_CPU = "amd-epyc-zen5"
 THREADS = 1  # one torch thread: on these shared 2-core machines more threads swing timings 10x
+REPEAT = 3  # recorded forwards; each op's measured_s is its median (one run has outliers)
 
 
 def run_demo(
@@ -42,7 +47,7 @@ def run_demo(
         raise InputError("exists and is not a directory", source=str(out), field="--out")
     print(f"capturing {model} forward (batch {batch}, seq {seq}) on this CPU, "
           f"{THREADS} thread ...", flush=True)
-    trace = capture(model, batch=batch, seq=seq, dtype="fp32", threads=THREADS)
+    trace = capture(model, batch=batch, seq=seq, dtype="fp32", threads=THREADS, repeat=REPEAT)
     specs = [_spec(name) for name in (hw or DEFAULT_HW)]
     results = [simulate(trace, spec) for spec in specs]
     for result in results:
@@ -74,22 +79,28 @@ def _compare_with_measurement(trace: Trace, results, specs) -> None:
     print(f"\nmeasured on this CPU: wall {format_quantity(wall, 's')} (forward without the "
           f"recorder); replay of the per-op measurements {format_quantity(replay, 's')} "
           f"({replay / wall - 1:+.1%})")
-    for result in results:
-        if result.hw_kind == "cpu":
-            error = result.total_s / wall - 1
-            print(f"predicted on {result.hw} ({THREADS} core, datasheet spec, not calibrated): "
-                  f"{format_quantity(result.total_s, 's')} ({error:+.1%} vs measured wall)")
-            _per_op_errors(trace, result)
+    cpu = [(spec, result) for spec, result in zip(specs, results, strict=True)
+           if spec.kind == "cpu"]
+    if any(spec.cpu_calibration is not None for spec, _ in cpu):
+        datasheet = _spec(DATASHEET_CPU)  # what calibration buys: the same CPU, datasheet only
+        cpu.insert(0, (datasheet, simulate(trace, datasheet)))
+    for spec, result in cpu:
+        label = ("calibrated on this machine" if spec.cpu_calibration is not None
+                 else "datasheet spec, not calibrated")
+        error = result.total_s / wall - 1
+        print(f"predicted on {result.hw} ({THREADS} core, {label}): "
+              f"{format_quantity(result.total_s, 's')} ({error:+.1%} vs measured wall)")
+        _per_op_errors(trace, result, label)
 
 
-def _per_op_errors(trace: Trace, result) -> None:
+def _per_op_errors(trace: Trace, result, label: str) -> None:
     """Per category: how far the predicted t_i of each op is from its measured duration."""
     from validation import summarize_errors  # validation builds on sim, not the reverse
 
     measured = [op.measured_s or 0.0 for op in trace.ops]
     ops = result.ops.assign(measured_s=measured)
     ops = ops[(ops.measured_s > 0) & (ops.category != "view")]
-    print(f"  per-op error of the uncalibrated {result.hw} spec (predicted t_i vs measured):")
+    print(f"  per-op error, {result.hw} ({label}): predicted t_i vs measured")
     print(f"  {'category':<14}{'ops':>6}{'median APE':>12}{'p90 APE':>10}{'bias':>9}")
     for category, group in ops.groupby("category", sort=True):
         e = summarize_errors(group.t_s.to_numpy(), group.measured_s.to_numpy())
