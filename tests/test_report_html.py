@@ -105,6 +105,18 @@ def test_breakdown_by_layer_labels_outside_layers():
     assert list(fig.data[1].y) == pytest.approx([4, 4, 9, 9, 12.5, 12.5])
 
 
+def test_comparing_devices_shows_shares_of_each_t():
+    results = [tiny_result("a"), tiny_result("b")]
+    fig = breakdown_figure(results, time_unit(results), by="category")
+    shown = [trace for trace in fig.data if trace.visible]
+    assert fig.layout.yaxis.title.text == "share of T (%)"
+    per_hw = {hw: 0.0 for hw in ("a", "b")}
+    for trace in shown:
+        for hw, y in zip(trace.x[1], trace.y, strict=True):
+            per_hw[hw] += y
+    assert per_hw == pytest.approx({"a": 100.0, "b": 100.0})
+
+
 def test_roofline_has_points_and_one_roof_per_hw():
     fig = roofline_figure([tiny_result("a"), tiny_result("b")])
     roofs = [t for t in fig.data if t.mode == "lines"]

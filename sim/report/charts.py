@@ -48,15 +48,21 @@ def breakdown_figure(results: Sequence[SimResult], unit: TimeUnit, *, by: str) -
     keys = table["key"].tolist()
     x = [keys, table["hw"].tolist()] if len(results) > 1 else keys
     fig = go.Figure()
-    for columns, visible in ((_CRIT, True), (_SUMS, False)):
+    shares = len(results) > 1  # devices differ by orders of magnitude: compare shares first
+    views = ((_CRIT, unit.per_s, unit.name, not shares), (_SUMS, unit.per_s, unit.name, False),
+             (_CRIT, None, "%", shares))
+    for columns, scale, name, visible in views:
         for column, color, label in zip(columns, TERM_COLORS, TERM_LABELS, strict=True):
+            y = table[column].to_numpy(dtype=float)
+            y = y * scale if scale is not None else 100.0 * y / table["total_s"].to_numpy(float)
             fig.add_trace(go.Bar(
-                x=x, y=table[column].to_numpy(dtype=float) * unit.per_s, name=label,
-                marker_color=color, visible=visible, legendgroup=label,
-                hovertemplate=f"%{{x}}<br>{label}: %{{y:.4g}} {unit.name}<extra></extra>"))
-    fig.update_layout(template=TEMPLATE, barmode="stack", height=460,
-                      yaxis_title=f"contribution to T ({unit.name})",
-                      updatemenus=[_term_toggle(unit)], margin={"t": 70})
+                x=x, y=y, name=label, marker_color=color, visible=visible, legendgroup=label,
+                showlegend=visible,
+                hovertemplate=f"%{{x}}<br>{label}: %{{y:.4g}} {name}<extra></extra>"))
+    toggle = _term_toggle(unit, active=2 if shares else 0)
+    title = "share of T (%)" if shares else f"contribution to T ({unit.name})"
+    fig.update_layout(template=TEMPLATE, barmode="stack", height=460, yaxis_title=title,
+                      updatemenus=[toggle], margin={"t": 70})
     return fig
 
 
@@ -65,7 +71,8 @@ def _breakdown_table(results: Sequence[SimResult], by: str) -> pd.DataFrame:
     frames = []
     for label, result in zip(result_labels(results), results, strict=True):
         sums = result.ops.groupby(by, sort=True)[list(_CRIT + _SUMS)].sum().reset_index()
-        frames.append(sums.assign(hw=label).rename(columns={by: "group"}))
+        total = result.total_s or 1.0  # an empty trace: shares of 0
+        frames.append(sums.assign(hw=label, total_s=total).rename(columns={by: "group"}))
     table = pd.concat(frames, ignore_index=True)
     table["order"] = _group_order(table, by)
     table["key"] = table["group"].map(_layer_label if by == "layer" else str)
@@ -85,17 +92,22 @@ def _layer_label(layer: object) -> str:
     return _OUTSIDE_LAYERS if int(layer) < 0 else f"layer {int(layer)}"
 
 
-def _term_toggle(unit: TimeUnit) -> dict:
-    """Buttons switching between contributions to T (crit_*) and plain sums of t_* (6 traces)."""
-    crit, sums = [True] * 3 + [False] * 3, [False] * 3 + [True] * 3
+def _term_toggle(unit: TimeUnit, *, active: int = 0) -> dict:
+    """Buttons switching between contributions to T (crit_*), plain sums of t_*, and each
+    device's contributions as a share of its own T (3 traces each)."""
+    def view(k: int) -> list[bool]:
+        return [k == j for j in range(3) for _ in range(3)]
+
     buttons = [
         {"label": "contribution to T (critical path)", "method": "update",
-         "args": [{"visible": crit}, {"yaxis.title.text": f"contribution to T ({unit.name})"}]},
+         "args": [{"visible": view(0)}, {"yaxis.title.text": f"contribution to T ({unit.name})"}]},
         {"label": "sum of op times", "method": "update",
-         "args": [{"visible": sums}, {"yaxis.title.text": f"sum of t_i terms ({unit.name})"}]},
+         "args": [{"visible": view(1)}, {"yaxis.title.text": f"sum of t_i terms ({unit.name})"}]},
+        {"label": "share of T", "method": "update",
+         "args": [{"visible": view(2)}, {"yaxis.title.text": "share of T (%)"}]},
     ]
     return {"type": "buttons", "direction": "right", "x": 0.0, "y": 1.12, "xanchor": "left",
-            "showactive": True, "buttons": buttons}
+            "showactive": True, "active": active, "buttons": buttons}
 
 
 def roofline_figure(results: Sequence[SimResult]) -> go.Figure:
