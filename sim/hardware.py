@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sim.cpu_calibration import CpuCalibration, read_cpu_calibration
 from sim.errors import InputError
@@ -190,7 +190,6 @@ class HardwareSpec:
     aliases: tuple[str, ...] = ()
     path: str = ""
     datasheet_units: int = 0
-    per_unit_scaled: bool = field(default=False, compare=False)
     cpu_calibration: CpuCalibration | None = None
 
     @property

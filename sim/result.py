@@ -63,28 +63,8 @@ class SimResult:
         return len(self.ops)
 
     @property
-    def device_busy_s(self) -> float:
-        """Time at least one device stream was executing (union of intervals per rank 0)."""
-        return _union_length(self.ops["start_s"].to_numpy(), self.ops["end_s"].to_numpy())
-
-    @property
     def regime(self) -> str:
         """host-bound if the critical path is mostly host t_pre, else device-bound."""
         pre = float(self.ops["crit_pre_s"].sum())
         return "host-bound" if pre > 0.5 * self.total_s else "device-bound"
 
-
-def _union_length(starts, ends) -> float:
-    order = starts.argsort(kind="stable")
-    total, cur_start, cur_end = 0.0, None, None
-    for i in order:
-        s, e = float(starts[i]), float(ends[i])
-        if cur_end is None or s > cur_end:
-            if cur_end is not None:
-                total += cur_end - cur_start
-            cur_start, cur_end = s, e
-        else:
-            cur_end = max(cur_end, e)
-    if cur_end is not None:
-        total += cur_end - cur_start
-    return total

@@ -14,7 +14,6 @@ __all__ = ["spec_dict", "spec_text"]
 def spec_dict(spec: HardwareSpec) -> dict[str, Any]:
     """The spec in SI units (keys carry the unit), with its sources."""
     data = dataclasses.asdict(spec)
-    data.pop("per_unit_scaled", None)
     data["memory"] = [dict(m) for m in data["memory"]]
     data["asynchronous"] = spec.asynchronous
     return data

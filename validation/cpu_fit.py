@@ -128,6 +128,16 @@ def fit_dispatch(points: Sequence[Point]) -> float:
     return float(np.exp(np.mean(np.log(times)))) if times else 1e-6
 
 
+def _design(rows, cal: CpuCalibration, terms_of):
+    """For (point, op) rows: the time of the point's other ops, the op's model terms, the
+    bandwidth of the level serving each op, and the measured seconds."""
+    fixed = np.array([_others_s(p, op, cal) for p, op in rows])
+    terms = _stack([terms_of(op, cal, p.residency) for p, op in rows])
+    bandwidth = np.array([cal.levels[int(i)].bandwidth_bytes_per_s for i in terms["level"]])
+    measured = np.array([p.measured_s for p, _ in rows])
+    return fixed, terms, bandwidth, measured
+
+
 def fit_gemm(points: Sequence[Point], cal: CpuCalibration, dtype: str,
              op_name: str | None = None) -> GemmCoefficients:
     """Stage 3 for one dtype, or one aten op (``mm``) of it, starting from the dtype's fit."""
@@ -135,10 +145,7 @@ def fit_gemm(points: Sequence[Point], cal: CpuCalibration, dtype: str,
             and op.dtype == dtype and op_name in (None, element_key(op))]
     if not rows:
         return cal.gemm[dtype]
-    fixed = np.array([_others_s(p, op, cal) for p, op in rows])
-    terms = _stack([gemm_terms(op, cal, p.residency) for p, op in rows])
-    bandwidth = np.array([cal.levels[int(i)].bandwidth_bytes_per_s for i in terms["level"]])
-    measured = np.array([p.measured_s for p, _ in rows])
+    fixed, terms, bandwidth, measured = _design(rows, cal, gemm_terms)
     c0 = cal.gemm[dtype]
     start = np.array([c0.overhead_s, c0.a_element_s, c0.b_element_s, c0.c_element_s,
                       1 / c0.flops_per_s, c0.gemv_overhead_s, c0.gemv_element_s,
@@ -163,10 +170,7 @@ def fit_attention(points: Sequence[Point], cal: CpuCalibration,
             if op.category == "attention" and op.dtype == dtype]
     if not rows:
         return cal.attention[dtype]
-    fixed = np.array([_others_s(p, op, cal) for p, op in rows])
-    terms = _stack([attention_terms(op, cal, p.residency) for p, op in rows])
-    bandwidth = np.array([cal.levels[int(i)].bandwidth_bytes_per_s for i in terms["level"]])
-    measured = np.array([p.measured_s for p, _ in rows])
+    fixed, terms, bandwidth, measured = _design(rows, cal, attention_terms)
     c0 = cal.attention[dtype]
     start = np.array([c0.overhead_s, c0.head_s, c0.block_s, c0.pair_s, c0.kv_element_s,
                       1 / c0.flops_per_s, c0.decode_head_s, c0.decode_kv_element_s])
