@@ -57,12 +57,13 @@ def _add_cost_model(p: argparse.ArgumentParser, *, measured: bool = False) -> No
 
 
 def _add_specs(sub) -> None:
-    p = sub.add_parser("specs", help="list or show hardware specs")
+    p = sub.add_parser("specs", help="list or show hardware specs: devices and systems")
     specs_sub = p.add_subparsers(dest="specs_command", required=True, parser_class=_Parser)
-    ls = specs_sub.add_parser("list", help="list known specs")
-    ls.add_argument("--json", action="store_true", help="print JSON: name, kind, aliases, path")
-    show = specs_sub.add_parser("show", help="show one spec with its sources")
-    show.add_argument("name")
+    ls = specs_sub.add_parser("list", help="list known devices, then systems")
+    ls.add_argument("--json", action="store_true", help="print JSON: name, kind (gpu, cpu or "
+                    "system), aliases; systems also num_gpus, device, scale_up, fabric")
+    show = specs_sub.add_parser("show", help="show one device or system spec with its sources")
+    show.add_argument("name", help="device or system name, alias or YAML path")
     show.add_argument("--cores", type=int)
     show.add_argument("--json", action="store_true")
 
@@ -110,10 +111,14 @@ def _add_interop(sub) -> None:
 
 
 def _add_simulate(sub) -> None:
-    p = sub.add_parser("simulate", help="simulate a trace on one or more devices")
+    p = sub.add_parser("simulate", help="simulate a trace on one or more devices, or split "
+                       "over a system's GPUs (--system with --tp/--pp/--dp)")
     p.add_argument("trace")
-    _add_hw(p, many=True)
+    p.add_argument("--hw", action="append", help="device spec name, alias or YAML path "
+                   "(tksim specs list); repeatable to compare devices")
+    p.add_argument("--cores", type=int, help="use only N units (CPU cores / SMs) of the device")
     _add_cost_model(p, measured=True)
+    _add_parallel(p)
     p.add_argument("--kv-cache", default="trace", choices=("trace", "paged"),
                    help="paged: decode appends write only the new token (serving engines), "
                    "instead of the captured HF cache's full copy per step")
@@ -124,6 +129,28 @@ def _add_simulate(sub) -> None:
     p.add_argument("--html", help="write the plotly HTML report here")
     p.add_argument("--perfetto", help="write a Perfetto / Chrome trace JSON here")
     p.add_argument("--csv", help="write the per-op records (CSV) here")
+
+
+def _add_parallel(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("many devices (with --system)")
+    g.add_argument("--system", help="system spec (node, rack or cluster; tksim specs list): "
+                   "split the trace over its GPUs")
+    g.add_argument("--nodes", type=int, help="resize the system to N nodes (scale-up domains)")
+    for name, text in (("tp", "tensor-parallel degree"), ("pp", "pipeline stages"),
+                       ("dp", "data-parallel degree"), ("ep", "expert-parallel degree (MoE)")):
+        g.add_argument(f"--{name}", type=int, default=1, help=f"{text} (default 1)")
+    g.add_argument("--microbatches", type=int, default=1,
+                   help="micro-batches per iteration; the trace is one micro-batch")
+    g.add_argument("--schedule", default="1f1b", choices=("1f1b", "gpipe"))
+    g.add_argument("--sp", dest="sequence_parallel", action="store_true",
+                   help="sequence parallelism with TP (reduce-scatter / all-gather)")
+    g.add_argument("--zero", type=int, default=0, choices=(0, 1, 2, 3),
+                   help="ZeRO stage: shard optimizer state (1), gradients (2), weights (3)")
+    g.add_argument("--recompute", action="store_true", help="full activation recomputation")
+    g.add_argument("--algo", choices=("ring", "tree", "nvls"),
+                   help="force one collective algorithm")
+    g.add_argument("--allow-oom", action="store_true",
+                   help="simulate even if a stage does not fit in device memory")
 
 
 def _add_op(sub) -> None:
@@ -139,6 +166,8 @@ def _add_op(sub) -> None:
         p.add_argument(f"--{name}", type=int)
     p.add_argument("--flops-per-element", type=float)
     p.add_argument("--no-causal", dest="causal", action="store_false")
+    p.add_argument("--algo", choices=("ring", "tree", "nvls"),
+                   help="collectives on a system spec: force one algorithm")
     p.add_argument("--json", help="write t_pre_s, t_calc_s, t_post_s, total_s, bound here")
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
-from sim.errors import InputError
+from sim.errors import InputError, suggest
 from sim.files import write_atomic
 from sim.hardware import HardwareSpec
 from sim.spec_library import list_specs, load_spec
@@ -43,14 +44,19 @@ def _spec(name: str, cores: int | None) -> HardwareSpec:
 
 # -- specs -------------------------------------------------------------------------------------
 def _specs(args: argparse.Namespace) -> None:
+    from sim.cluster import system
+
     if args.specs_command == "list":
-        specs = list_specs()
+        _specs_list(args, list_specs(), system.list_systems())
+        return
+    found = _device_or_system(args.name)
+    if isinstance(found, system.SystemSpec):
+        if args.cores is not None:
+            raise InputError("only for a device spec, not a system", field="--cores")
         if args.json:
-            _print_json([{"name": s.name, "kind": s.kind, "vendor": s.vendor,
-                          "aliases": list(s.aliases)} for s in specs])
-            return
-        for s in specs:
-            print(f"{s.name:<28}{s.kind:<5}{s.vendor:<8}{', '.join(s.aliases)}")
+            _print_json(system.system_dict(found))
+        else:
+            print(system.system_text(found))
         return
     spec = _spec(args.name, args.cores)
     if args.json:
@@ -61,6 +67,50 @@ def _specs(args: argparse.Namespace) -> None:
     from sim.spec_view import spec_text
 
     print(spec_text(spec))
+
+
+def _specs_list(args: argparse.Namespace, specs, systems) -> None:
+    from sim.cluster.system import fabric_text, scale_up_text, system_dict
+
+    if args.json:
+        rows = [{"name": s.name, "kind": s.kind, "vendor": s.vendor,
+                 "aliases": list(s.aliases)} for s in specs]
+        keys = ("name", "kind", "aliases", "num_gpus", "device", "scale_up_kind", "scale_up",
+                "fabric")
+        rows += [{k: v for k, v in system_dict(s).items() if k in keys} for s in systems]
+        _print_json(rows)
+        return
+    for s in specs:
+        print(f"{s.name:<28}{s.kind:<5}{s.vendor:<8}{', '.join(s.aliases)}")
+    if systems:
+        print()
+        print(f"systems:\n{'name':<20}{'GPUs':>6}  {'device':<24}{'scale-up':<32}fabric")
+    for s in systems:
+        print(f"{s.name:<20}{s.num_gpus:>6}  {s.device.name:<24}{scale_up_text(s):<32}"
+              f"{fabric_text(s)}")
+
+
+def _device_or_system(name: str):
+    """A system spec if ``name`` names one (by name, alias, or a file with the system schema),
+    else None: the caller loads a device spec, whose error suggests names of both kinds."""
+    from sim.cluster import system
+    from sim.spec_library import read_yaml
+
+    if name.endswith((".yaml", ".yml")) or os.sep in name:
+        data = read_yaml(Path(name)) if Path(name).is_file() else None
+        is_system = isinstance(data, dict) and data.get("schema") == system.SCHEMA
+        return system.load_system(name) if is_system else None
+    systems = system.list_systems()
+    for s in systems:
+        if name == s.name or name in s.aliases:
+            return s
+    devices = list_specs()
+    if any(name == d.name or name in d.aliases for d in devices):
+        return None
+    known = [x.name for x in (*devices, *systems)]
+    known += [a for x in (*devices, *systems) for a in x.aliases]
+    raise InputError(f"unknown device or system spec {name!r}; {suggest(name, known)}",
+                     field="name")
 
 
 # -- capture -----------------------------------------------------------------------------------
@@ -128,6 +178,15 @@ def _simulate(args: argparse.Namespace) -> None:
     from sim.cost import COST_MODELS
     from sim.trace import read_trace
 
+    if args.system:
+        if args.hw:
+            raise InputError("give --hw (devices) or --system (a parallel run), not both",
+                             field="--system")
+        from sim.cluster.commands import simulate_system
+
+        return simulate_system(args, COST_MODELS[args.cost_model]())
+    if not args.hw:
+        raise InputError("give --hw DEVICE (repeatable) or --system SYSTEM", field="--hw")
     trace = read_trace(args.trace)
     specs = [_spec(name, args.cores) for name in args.hw]
     results = [_run_one(trace, spec, COST_MODELS[args.cost_model](), args.kv_cache)
@@ -185,6 +244,17 @@ def _op(args: argparse.Namespace) -> None:
     sizes = {k: getattr(args, k) for k in ("m", "n", "k", "b", "heads", "kv_heads", "seq",
                                            "context", "head_dim", "numel", "inputs", "bytes",
                                            "ranks", "flops_per_element", "causal")}
+    from sim.cost.collective import COLLECTIVES
+
+    if args.kind in COLLECTIVES:
+        system = _device_or_system(args.hw)
+        if system is not None:
+            from sim.cluster.commands import collective_op
+
+            return collective_op(args, system)
+    if args.algo:
+        raise InputError("--algo needs a collective on a system spec (--hw SYSTEM)",
+                         field="--algo")
     op = make_op(args.kind, args.dtype, sizes)
     spec = _spec(args.hw, args.cores)
     cost = COST_MODELS[args.cost_model]().cost(op, spec)

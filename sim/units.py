@@ -2,8 +2,9 @@
 
 Inside tksim every number is an SI float whose unit is in its name (``_s``, ``_bytes``,
 ``_bytes_per_s``, ``_flops_per_s``, ``_hz``, ``_w``). Spec files may instead write
-``"3.35 TB/s"``, ``"80 GiB"``, ``"1.98 GHz"`` or ``"5 us"``; :func:`parse_quantity` turns such a
-string into SI and checks that its dimension is the one the field expects.
+``"3.35 TB/s"``, ``"80 GiB"``, ``"1.98 GHz"``, ``"5 us"`` or a network rate in bits,
+``"400 Gb/s"`` (= 50e9 B/s); :func:`parse_quantity` turns such a string into SI and checks that
+its dimension is the one the field expects.
 
 Decimal prefixes (k, M, G, T, P) are powers of 1000 and binary prefixes (Ki, Mi, Gi, Ti) powers of
 1024: "80 GB" is 80e9 bytes, "80 GiB" is 85.9e9 bytes.
@@ -42,6 +43,8 @@ _TIME_PREFIX = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9, "ps":
 _BASE_UNITS = {
     "B": Dimension.BYTES,
     "B/s": Dimension.BANDWIDTH,
+    "b/s": Dimension.BANDWIDTH,  # bits: network rates ("400 Gb/s" NDR InfiniBand = 50e9 B/s)
+    "bit/s": Dimension.BANDWIDTH,
     "FLOP/s": Dimension.FLOP_RATE,
     "FLOPS": Dimension.FLOP_RATE,
     "OP/s": Dimension.FLOP_RATE,
@@ -51,7 +54,9 @@ _BASE_UNITS = {
 }
 
 _QUANTITY = re.compile(r"^\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([A-Za-zµ/]*)\s*$")
-_PREFIXED = re.compile(r"^(Ki|Mi|Gi|Ti|Pi|k|K|M|G|T|P)?(B/s|B|FLOP/s|FLOPS|OP/s|OPS|Hz|W)$")
+_PREFIXED = re.compile(
+    r"^(Ki|Mi|Gi|Ti|Pi|k|K|M|G|T|P)?(B/s|b/s|bit/s|B|FLOP/s|FLOPS|OP/s|OPS|Hz|W)$")
+_BITS_PER_BYTE = 8
 
 #: Bytes per element of the dtypes tksim knows (names as used in traces and specs).
 DTYPE_BYTES = {
@@ -104,7 +109,8 @@ def _unit_scale(unit: str, dimension: Dimension, original: str) -> float:
     if not match or _BASE_UNITS[match.group(2)] is not dimension:
         raise UnitError(f"expected a {dimension.value} quantity, got {original!r}")
     prefix = match.group(1) or ""
-    return _BINARY[prefix] if prefix in _BINARY else _DECIMAL[prefix]
+    scale = _BINARY[prefix] if prefix in _BINARY else _DECIMAL[prefix]
+    return scale / _BITS_PER_BYTE if match.group(2) in ("b/s", "bit/s") else scale
 
 
 def format_quantity(value: float, unit: str) -> str:
