@@ -55,13 +55,14 @@ class Timeline:
 class _Engine:
     """One simulation run: the SimPy environment, the ops, their costs and the timeline."""
 
-    def __init__(self, ops: Sequence[Op], costs: Sequence[OpCost], synchronous: bool):
+    def __init__(self, ops: Sequence[Op], costs: Sequence[OpCost], synchronous: bool,
+                 index: dict[int, int] | None = None):
         self.env = simpy.Environment()
         self.ops = ops
         self.t_pre = [c.t_pre_s for c in costs]
         self.t_dev = [c.t_calc_s + c.t_post_s for c in costs]
         self.synchronous = synchronous
-        self.index = {op.id: i for i, op in enumerate(ops)}
+        self.index = {op.id: i for i, op in enumerate(ops)} if index is None else index
         self.timeline = Timeline(len(ops))
         self._done_waiters: dict[int, simpy.Event] = {}
         self._issue_waiters: dict[int, simpy.Event] = {}

@@ -1,0 +1,1 @@
+"""Many devices: system specs (topology), parallel workloads, and their simulation."""
