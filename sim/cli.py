@@ -118,6 +118,8 @@ def _add_simulate(sub) -> None:
                    "(tksim specs list); repeatable to compare devices")
     p.add_argument("--cores", type=int, help="use only N units (CPU cores / SMs) of the device")
     _add_cost_model(p, measured=True)
+    p.add_argument("--fuse", action="store_true", help="run chains of elementwise and "
+                   "reduction ops as one kernel each (fused kernels, torch.compile)")
     _add_parallel(p)
     p.add_argument("--kv-cache", default="trace", choices=("trace", "paged"),
                    help="paged: decode appends write only the new token (serving engines), "

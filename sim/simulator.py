@@ -29,6 +29,7 @@ import simpy
 from sim.cost import CalibratedCostModel, CostModel, MeasuredCostModel, OpCost, cost_ops
 from sim.critical_path import critical_path
 from sim.errors import InputError
+from sim.fusion import fuse_elementwise
 from sim.hardware import HardwareSpec
 from sim.result import SimResult
 from sim.retarget import foreach_optimizer, paged_kv_cache
@@ -185,6 +186,7 @@ def simulate(
     costs: Sequence[OpCost] | None = None,
     retarget: bool = True,
     kv_cache: str = "trace",
+    fuse: bool = False,
 ) -> SimResult:
     """Run ``trace`` on ``spec``: cost every op (or use ``costs``; the default model is
     :class:`sim.cost.CalibratedCostModel`), simulate, find the critical path, and return per-op
@@ -193,12 +195,16 @@ def simulate(
     With ``retarget`` (and no given ``costs``), a trace is first mapped to the kernels the target
     would run (:mod:`sim.retarget`: per-parameter optimizer ops become foreach groups on a GPU).
     ``kv_cache="paged"`` re-costs the decode KV-cache appends as a paged cache would (a what-if:
-    the captured HF cache copies the whole cache every step).
+    the captured HF cache copies the whole cache every step). ``fuse`` runs chains of
+    elementwise and reduction ops as single kernels (:mod:`sim.fusion`: fused kernels,
+    ``torch.compile``).
     """
     if kv_cache not in ("trace", "paged"):
         raise InputError(f"unknown KV cache {kv_cache!r}; one of trace, paged", field="--kv-cache")
     if kv_cache == "paged":
         trace = paged_kv_cache(trace)
+    if fuse and costs is None:
+        trace = fuse_elementwise(trace)
     model = cost_model or CalibratedCostModel()
     if retarget and costs is None and spec.asynchronous and not isinstance(
             model, MeasuredCostModel):

@@ -122,7 +122,8 @@ def num_experts(config: PretrainedConfig) -> int | None:
 
 def build_model(config: PretrainedConfig, *, dtype: str = "fp32", seed: int = 0) -> nn.Module:
     """A causal LM (or a masked LM for an encoder) of ``config`` with random weights drawn from
-    ``seed``, in eval mode, attention ``sdpa``. The global torch RNG is left as it was.
+    ``seed``, in eval mode, attention ``sdpa`` unless the config names another implementation.
+    The global torch RNG is left as it was.
 
     Under a ``FakeTensorMode`` (``workloads.fake``) the weights are fake: nothing is allocated.
     """
@@ -141,8 +142,11 @@ def build_model(config: PretrainedConfig, *, dtype: str = "fp32", seed: int = 0)
                          "transformers", field="--hf-config")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
+        # a config that names its attention implementation (``"attn_implementation": "eager"``
+        # in config.json: unfused matmul + softmax) keeps it; otherwise sdpa
+        chosen = getattr(config, "_attn_implementation_internal", None) or ATTN_IMPLEMENTATION
         model = auto.from_config(config, dtype=TORCH_DTYPES_BY_NAME[dtype],
-                                 attn_implementation=ATTN_IMPLEMENTATION)
+                                 attn_implementation=chosen)
     return model.eval()
 
 

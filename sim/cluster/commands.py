@@ -37,6 +37,10 @@ def simulate_system(args: argparse.Namespace, model) -> None:
                         sequence_parallel=args.sequence_parallel, zero=args.zero,
                         recompute=args.recompute)
     trace = read_trace(args.trace)
+    if args.fuse:
+        from sim.fusion import fuse_elementwise
+
+        trace = fuse_elementwise(trace)
     parallelize = _parallelize()
     workload = parallelize(trace, plan)
     result = simulate_parallel(workload, system, cost_model=model, allow_oom=args.allow_oom,

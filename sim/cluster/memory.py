@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from sim.cluster.workload import ParallelWorkload
 from sim.errors import InputError
+from sim.units import format_quantity
 
 __all__ = ["StageMemory", "memory_report", "check_fits", "HEADROOM", "PARTS"]
 
@@ -24,7 +25,6 @@ __all__ = ["StageMemory", "memory_report", "check_fits", "HEADROOM", "PARTS"]
 #: reserves 5-10% more than it allocates).
 HEADROOM = 0.9
 PARTS = ("weights", "gradients", "optimizer", "activations", "kv_cache")
-GiB = 2**30
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,9 @@ class StageMemory:
         return "at risk" if self.peak_bytes > HEADROOM * self.capacity_bytes else "fits"
 
     def breakdown(self) -> str:
-        parts = ", ".join(f"{k} {v / GiB:.1f}" for k, v in self.parts.items() if v > 0)
-        return f"{self.peak_bytes / GiB:.1f} GiB ({parts})"
+        parts = ", ".join(f"{k} {format_quantity(v, 'B')}" for k, v in self.parts.items()
+                          if v > 0)
+        return f"{format_quantity(self.peak_bytes, 'B')} ({parts})"
 
     def to_dict(self) -> dict:
         return {"stage": self.stage, "peak_bytes": self.peak_bytes, "parts": dict(self.parts),
@@ -84,6 +85,6 @@ def check_fits(report: list[StageMemory], device: str) -> None:
     if worst is not None and worst.verdict == "out of memory":
         raise InputError(
             f"does not fit: stage {worst.stage} needs {worst.breakdown()} per GPU, more than the "
-            f"{worst.capacity_bytes / GiB:.0f} GiB of {device}; use more tensor/pipeline "
+            f"{format_quantity(worst.capacity_bytes, 'B')} of {device}; use more tensor/pipeline "
             "parallelism, ZeRO (--zero), recomputation (--recompute) or fewer micro-batches in "
             "flight (or --allow-oom to simulate anyway)", field="memory")

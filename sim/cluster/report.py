@@ -9,7 +9,6 @@ from sim.units import format_quantity
 
 __all__ = ["format_cluster_report", "as_sim_result"]
 
-GiB = 2**30
 
 
 def format_cluster_report(r: ClusterResult, *, top_links: int = 4) -> str:
@@ -24,7 +23,7 @@ def format_cluster_report(r: ClusterResult, *, top_links: int = 4) -> str:
         f"T = {fq(r.total_s, 's')} per iteration   {r.tokens_per_s:,.0f} tokens/s   "
         f"MFU {r.mfu:.1%} (HFU {r.hfu:.1%})   bubble {r.bubble_fraction:.1%}",
         f"simulated {r.simulated_ranks} representative rank(s) for {r.world} GPUs: "
-        f"{r.num_instances:,} op instances in {r.wall_s:.2f} s",
+        f"{r.num_instances:,} op instances",
     ]
     crit = {k: sum(s[f"crit_{k}_s"] for s in r.stages) for k in ("host", "compute", "comm")}
     total = sum(crit.values()) or 1.0
@@ -37,7 +36,7 @@ def format_cluster_report(r: ClusterResult, *, top_links: int = 4) -> str:
     for s, m in zip(r.stages, r.memory, strict=True):
         lines.append(f"{s['stage']:>5}  {fq(s['compute_s'], 's'):>10}  {fq(s['comm_s'], 's'):>10}"
                      f"  {fq(s['exposed_comm_s'], 's'):>10}  {s['bubble_fraction']:>7.1%}  "
-                     f"{m.peak_bytes / GiB:>5.1f} GiB  {m.verdict}: {m.breakdown()}")
+                     f"{fq(m.peak_bytes, 'B'):>9}  {m.verdict}: {m.breakdown()}")
     busiest = sorted(r.links, key=lambda x: (-x["utilization"], x["gpu"], x["port"]))[:top_links]
     if busiest:
         lines.append("")

@@ -1,0 +1,170 @@
+"""Many-device validation: predicted collectives and parallel training runs vs measurements.
+
+Three comparisons, none fitted on (every parameter of the collective and kernel models was fitted
+on A100 single-GPU and 8-GPU NCCL rows of AIConfigurator; see docs/gpu-validation.md):
+
+1. **NCCL on 8 GPUs** (AIConfigurator ``*_nccl.csv``: nccl-tests, NCCL 2.27-2.29): each of the
+   four collectives over all 8 GPUs of a DGX node spec, messages >= 1 MiB. The A100 rows are the
+   fit's own data (reported, marked); H100, H200 and B200 are held out. The L40S node is left out:
+   its measured bus bandwidth (1.5-2 GB/s on 8 GPUs, 20 GB/s on 2) says its GPUs talk through
+   host memory on that machine, which a PCIe spec alone cannot tell.
+2. **NeuSight 4-GPU GPT-2-Large training** (``neusight/e2e_latency.csv``, variants dp4 / tp4 /
+   pp4_1: Megatron-LM through HF Accelerate, fp32, seq 1024, ``batch`` = global batch): the
+   model captured on fake tensors, split by the parallel transforms, simulated on 4 GPUs of a
+   DGX node (H100 SXM; A100 SXM4 40GB). ``pp4_1`` is read as 4 stages and 1 micro-batch.
+3. **Megatron-LM throughput** (``validation/data/megatron_sc21_table1.csv``, Narayanan et al.
+   SC'21 Table 1): GPT models on DGX A100 SuperPOD nodes, TP/PP/DP as published, full
+   recomputation, 1F1B; predicted TFLOP/s per GPU by the paper's eq. (3) vs the published figure.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sim.cluster.comm import collective_plan
+from sim.cluster.simulate import simulate_parallel
+from sim.cluster.system import load_system
+from sim.cluster.workload import ParallelPlan
+from sim.cost.gpu_params import A100_FIT
+from sim.fusion import fuse_elementwise
+
+__all__ = ["nccl_errors", "neusight_parallel", "megatron_throughput", "MEGATRON_TABLE"]
+
+MEGATRON_TABLE = Path(__file__).resolve().parent / "data" / "megatron_sc21_table1.csv"
+_NCCL_SYSTEMS = {"a100_sxm": "dgx-a100", "h100_sxm": "dgx-h100", "h200_sxm": "dgx-h200",
+                 "b200_sxm": "dgx-b200"}
+_NCCL_KINDS = {"all_reduce": "allreduce", "all_gather": "allgather",
+               "reduce_scatter": "reducescatter", "alltoall": "alltoall"}
+_NEUSIGHT_SYSTEMS = {"NVIDIA_H100_80GB_HBM3": "dgx-h100", "NVIDIA_A100-SXM4-40GB": "dgx-a100-40gb"}
+A100_PEAK = 312e12  # A100 dense FP16/BF16 tensor-core peak (A100 datasheet), Megatron's 100%
+
+
+def nccl_errors(root: Path, min_bytes: float = 2**20) -> pd.DataFrame:
+    """One row per (system, collective, message size) with predicted and measured seconds."""
+    rows = []
+    for prefix, name in _NCCL_SYSTEMS.items():
+        path = root / "aiconfigurator" / f"{prefix}_nccl.csv"
+        if not path.is_file():
+            continue
+        system = load_system(name)
+        df = pd.read_csv(path)
+        df = df[(df["num_gpus"] == 8) & (df["message_bytes"] >= min_bytes)
+                & df["op_name"].isin(list(_NCCL_KINDS))]
+        gpus = tuple(range(8))
+        for op, size, ms in zip(df["op_name"], df["message_bytes"], df["latency_ms"],
+                                strict=True):
+            plan = collective_plan(system, _NCCL_KINDS[op], float(size), gpus, A100_FIT)
+            rows.append({"system": name, "collective": _NCCL_KINDS[op], "bytes": float(size),
+                         "algorithm": plan.algorithm, "predicted_s": plan.alone_s,
+                         "measured_s": ms * 1e-3, "fit_data": prefix == "a100_sxm"})
+    return pd.DataFrame(rows)
+
+
+@functools.lru_cache(maxsize=16)
+def _gpt_trace(model: str, batch: int, seq: int, dtype: str, hf: tuple | None = None):
+    from workloads import capture_model
+
+    if hf is None:
+        return capture_model(model, phase="train", batch=batch, seq=seq, dtype=dtype,
+                             mode="fake")
+    return capture_model(hf_config=_gpt_config_file(*hf), phase="train", batch=batch, seq=seq,
+                         dtype=dtype, mode="fake")
+
+
+def neusight_parallel(root: Path) -> pd.DataFrame:
+    """Predicted vs measured iteration time of NeuSight's 4-GPU GPT-2-Large runs."""
+    path = root / "neusight" / "e2e_latency.csv"
+    df = pd.read_csv(path)
+    df = df[(df["model"] == "gpt2_large") & df["variant"].isin(["dp4", "tp4", "pp4_1"])
+            & df["device"].isin(list(_NEUSIGHT_SYSTEMS))]
+    rows = []
+    for device, variant, batch, seq, ms in zip(df["device"], df["variant"], df["batch"],
+                                               df["seq_len"], df["e2e_latency_ms"], strict=True):
+        plan, micro = _neusight_plan(variant, int(batch))
+        trace = _gpt_trace("gpt2-large", micro, int(seq), "fp32")
+        system = load_system(_NEUSIGHT_SYSTEMS[device])
+        from workloads.parallel import parallelize
+
+        result = simulate_parallel(parallelize(trace, plan), system, records=False)
+        rows.append({"device": device, "variant": variant, "batch": int(batch),
+                     "predicted_s": result.total_s, "measured_s": ms * 1e-3,
+                     "system": system.name})
+    return pd.DataFrame(rows)
+
+
+def _neusight_plan(variant: str, batch: int) -> tuple[ParallelPlan, int]:
+    if variant == "dp4":
+        return ParallelPlan(dp=4), batch // 4
+    if variant == "tp4":
+        return ParallelPlan(tp=4), batch
+    return ParallelPlan(pp=4, microbatches=1), batch
+
+
+def megatron_throughput(rows: list[int] | None = None, microbatch: int = 1) -> pd.DataFrame:
+    """Predicted vs published TFLOP/s per GPU for rows of Megatron-LM's Table 1 (module doc)."""
+    from workloads.parallel import parallelize
+
+    table = _read_table(MEGATRON_TABLE)
+    pod = load_system("dgx-a100-superpod")
+    out = []
+    for i, row in enumerate(table):
+        if rows is not None and i not in rows:
+            continue
+        tp, pp, gpus, batch = (int(row[k]) for k in ("tp", "pp", "gpus", "batch"))
+        dp = gpus // (tp * pp)
+        h, L, a = int(row["hidden"]), int(row["layers"]), int(row["heads"])
+        s, V = 2048, 51200
+        # Megatron's fused kernels (SC'21 sec. 4.2): scale-mask-softmax, bias-GeLU,
+        # bias-dropout-add run as single kernels
+        trace = fuse_elementwise(_gpt_trace("gpt", microbatch, s, "fp16", (h, L, a, V, s)))
+        plan = ParallelPlan(tp=tp, pp=pp, dp=dp, microbatches=batch // (dp * microbatch),
+                            recompute=True)
+        system = pod.with_domains(max(1, gpus // pod.gpus_per_domain))
+        result = simulate_parallel(parallelize(trace, plan), system, records=False)
+        flops = 96 * batch * s * L * h * h * (1 + s / (6 * h) + V / (16 * L * h))  # eq. (3)
+        out.append({"params_billion": float(row["params_billion"]), "tp": tp, "pp": pp,
+                    "dp": dp, "gpus": gpus, "batch": batch, "microbatches": plan.microbatches,
+                    "predicted_tflops_per_gpu": flops / (result.total_s * gpus) / 1e12,
+                    "published_tflops_per_gpu": float(row["tflops_per_gpu"]),
+                    "predicted_iteration_s": result.total_s, "mfu": result.mfu,
+                    "hfu": result.hfu})
+    return pd.DataFrame(out)
+
+
+def _read_table(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8") as f:
+        lines = [line for line in f if not line.startswith("#")]
+    return list(csv.DictReader(lines))
+
+
+@functools.lru_cache(maxsize=16)
+def _gpt_config_file(h: int, L: int, a: int, V: int, s: int) -> str:
+    """A GPT-2-architecture config.json with Megatron's GPT shape (written once per shape)."""
+    import json
+    import tempfile
+
+    config = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_embd": h,
+              "n_layer": L, "n_head": a, "n_positions": s, "vocab_size": V,
+              # Megatron's GPT (SC'21): GeLU as one fused bias-GeLU kernel, i.e. torch's gelu
+              # (not HF's "gelu_new": seven elementwise ops); attention unfused: QK^T and PV
+              # batched GEMMs around a fused scale-mask-softmax, with dropout 0.1, as HF's eager
+              # attention records it (FlashAttention came to Megatron-LM later)
+              "n_inner": 4 * h, "activation_function": "gelu",
+              "attn_implementation": "eager", "attn_pdrop": 0.1}
+    path = Path(tempfile.mkdtemp(prefix="tksim-gpt-")) / f"gpt-{h}-{L}-{a}.json"
+    path.write_text(json.dumps(config), encoding="utf-8")
+    return str(path)
+
+
+def summary(errors: pd.DataFrame, key: list[str]) -> pd.DataFrame:
+    """Median / p90 APE and median bias per group of ``key``."""
+    e = errors.assign(ape=lambda d: (d.predicted_s - d.measured_s).abs() / d.measured_s,
+                      bias=lambda d: d.predicted_s / d.measured_s - 1)
+    return e.groupby(key).agg(n=("ape", "size"), median_ape=("ape", "median"),
+                              p90_ape=("ape", lambda x: float(np.quantile(x, 0.9))),
+                              median_bias=("bias", "median")).reset_index()
