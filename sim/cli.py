@@ -197,10 +197,12 @@ def _add_validate(sub) -> None:
     p = sub.add_parser("validate", help="prediction error against measurements: public GPU "
                        "datasets (--dataset) or this machine's kernels (--hw)")
     target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("--dataset", help="all, aiconfigurator, vidur, neusight or llmcompass")
+    target.add_argument("--dataset", help="all, aiconfigurator, vidur, neusight or llmcompass "
+                        "(single GPUs); cluster (collectives and parallel training runs)")
     target.add_argument("--hw", help="a calibrated CPU spec (tksim calibrate): re-time held-out "
                         "kernels and models on this machine")
-    p.add_argument("--quick", action="store_true", help="--hw: fewer points (CI)")
+    p.add_argument("--quick", action="store_true", help="--hw: fewer points (CI); --dataset "
+                   "cluster: two of the Megatron-LM runs")
     p.add_argument("--threads", type=int, default=1, help="--hw: torch threads while timing")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("--data-dir", help="ground-truth folder (default: $TKSIM_GROUND_TRUTH or "

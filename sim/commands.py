@@ -321,9 +321,11 @@ def _validate_dataset(args: argparse.Namespace) -> None:
     from validation.gpu_report import gpu_results_markdown, write_gpu_report
     from validation.gpu_validation import run_gpu_validation
 
+    if args.dataset == "cluster":
+        return _validate_cluster(args)
     if args.dataset not in ("all", *DATASETS):
-        raise InputError(f"unknown dataset {args.dataset!r}; one of all, {', '.join(DATASETS)}",
-                         field="--dataset")
+        raise InputError(f"unknown dataset {args.dataset!r}; one of all, cluster, "
+                         f"{', '.join(DATASETS)}", field="--dataset")
     try:
         results = run_gpu_validation(args.dataset, args.data_dir)
     except DataMissing as exc:
@@ -333,6 +335,26 @@ def _validate_dataset(args: argparse.Namespace) -> None:
     print(f"runtime {results['runtime_s']:.1f} s")
     if args.html:
         write_gpu_report(results, args.html)
+    if args.json:
+        write_atomic(args.json, json.dumps(results, indent=1, sort_keys=True) + "\n")
+
+
+def _validate_cluster(args: argparse.Namespace) -> None:
+    _workloads()  # the parallel runs capture their models on fake tensors
+    from validation.cluster_report import write_cluster_report
+    from validation.cluster_validation import cluster_results_markdown, run_cluster_validation
+    from validation.datasets.common import DataMissing
+
+    try:
+        results = run_cluster_validation(args.data_dir,
+                                         megatron_rows=[0, 4] if args.quick else None)
+    except DataMissing as exc:
+        raise InputError(f"ground-truth data not found ({exc}); pass --data-dir or set "
+                         "TKSIM_GROUND_TRUTH", field="--data-dir") from None
+    print(cluster_results_markdown(results), end="")
+    print(f"runtime {results['runtime_s']:.1f} s")
+    if args.html:
+        write_cluster_report(results, args.html)
     if args.json:
         write_atomic(args.json, json.dumps(results, indent=1, sort_keys=True) + "\n")
 

@@ -33,7 +33,8 @@ from sim.cluster.workload import ParallelPlan
 from sim.cost.gpu_params import A100_FIT
 from sim.fusion import fuse_elementwise
 
-__all__ = ["nccl_errors", "neusight_parallel", "megatron_throughput", "MEGATRON_TABLE"]
+__all__ = ["nccl_errors", "neusight_parallel", "megatron_throughput", "run_cluster_validation",
+           "cluster_results_markdown", "MEGATRON_TABLE", "TARGETS"]
 
 MEGATRON_TABLE = Path(__file__).resolve().parent / "data" / "megatron_sc21_table1.csv"
 _NCCL_SYSTEMS = {"a100_sxm": "dgx-a100", "h100_sxm": "dgx-h100", "h200_sxm": "dgx-h200",
@@ -168,3 +169,82 @@ def summary(errors: pd.DataFrame, key: list[str]) -> pd.DataFrame:
     return e.groupby(key).agg(n=("ape", "size"), median_ape=("ape", "median"),
                               p90_ape=("ape", lambda x: float(np.quantile(x, 0.9))),
                               median_bias=("bias", "median")).reset_index()
+
+
+#: Targets of the many-devices work (median APE over the rows named).
+TARGETS = {"nccl_8gpu": 0.10, "neusight_4gpu": 0.10, "megatron_throughput": 0.10}
+
+
+def run_cluster_validation(data_dir: str | Path | None = None, *,
+                           megatron_rows: list[int] | None = None) -> dict:
+    """All three comparisons (module doc) as a JSON-ready dict with per-group summaries and
+    target verdicts. ``megatron_rows``: the Table 1 rows to simulate (default 0-6, up to
+    145.6B on 1536 GPUs; the larger ones take minutes)."""
+    import time
+
+    from validation.datasets.common import ground_truth_dir
+
+    start = time.perf_counter()
+    root = ground_truth_dir(data_dir)
+    nccl = nccl_errors(root)
+    neusight = neusight_parallel(root)
+    megatron = megatron_throughput(list(range(7)) if megatron_rows is None else megatron_rows)
+    megatron = megatron.assign(predicted_s=1 / megatron.predicted_tflops_per_gpu,
+                               measured_s=1 / megatron.published_tflops_per_gpu)
+    held = nccl[~nccl.fit_data]
+    targets = [
+        *({"target": "NCCL collectives, 8 GPUs, >= 1 MiB", "group": name,
+           "value": float(s.median_ape), "bound": TARGETS["nccl_8gpu"],
+           "met": bool(s.median_ape <= TARGETS["nccl_8gpu"])}
+          for name, s in summary(held, ["system"]).set_index("system").iterrows()),
+        _target("NeuSight 4-GPU GPT-2-Large dp4/tp4/pp4", neusight, "neusight_4gpu"),
+        _target("Megatron-LM SC'21 TFLOP/s per GPU", megatron, "megatron_throughput"),
+    ]
+    return {
+        "targets": targets,
+        "nccl": _records(summary(nccl, ["system", "fit_data", "collective"])),
+        "neusight": _records(neusight.assign(error=neusight.predicted_s / neusight.measured_s - 1)),
+        "megatron": _records(megatron.drop(columns=["predicted_s", "measured_s"]).assign(
+            error=megatron.predicted_tflops_per_gpu / megatron.published_tflops_per_gpu - 1)),
+        "nccl_points": _records(nccl),
+        "protocol": "no parameter fitted on these rows: kernel and collective parameters are the "
+                    "A100 single-GPU and 8-GPU NCCL fit (A100 NCCL rows marked fit_data)",
+        "runtime_s": time.perf_counter() - start,
+    }
+
+
+def _target(name: str, rows: pd.DataFrame, key: str) -> dict:
+    ape = ((rows.predicted_s - rows.measured_s).abs() / rows.measured_s).median()
+    return {"target": name, "group": "all", "value": float(ape), "bound": TARGETS[key],
+            "met": bool(ape <= TARGETS[key])}
+
+
+def _records(df: pd.DataFrame) -> list[dict]:
+    return [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+            for row in df.to_dict(orient="records")]
+
+
+def cluster_results_markdown(results: dict) -> str:
+    """Targets, NCCL per system and collective, NeuSight rows and Megatron rows as Markdown."""
+    pct = lambda v: f"{100 * v:+.1f}%"  # noqa: E731
+    lines = ["| target | group | median APE | bound | verdict |", "|---|---|---|---|---|"]
+    lines += [f"| {t['target']} | {t['group']} | {100 * t['value']:.1f}% | "
+              f"{100 * t['bound']:.0f}% | {'met' if t['met'] else 'NOT met'} |"
+              for t in results["targets"]]
+    lines += ["", "| system | collective | n | median APE | p90 | bias | split |",
+              "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['system']} | {r['collective']} | {r['n']} | {100 * r['median_ape']:.1f}% | "
+              f"{100 * r['p90_ape']:.1f}% | {pct(r['median_bias'])} | "
+              f"{'fit (A100)' if r['fit_data'] else 'held out'} |" for r in results["nccl"]]
+    lines += ["", "| NeuSight device | variant | global batch | predicted | measured | error |",
+              "|---|---|---|---|---|---|"]
+    lines += [f"| {r['device']} | {r['variant']} | {r['batch']} | "
+              f"{1e3 * r['predicted_s']:.0f} ms | {1e3 * r['measured_s']:.0f} ms | "
+              f"{pct(r['error'])} |" for r in results["neusight"]]
+    lines += ["", "| Megatron params | TP x PP x DP | micro-batches | predicted TFLOP/s/GPU | "
+              "published | error | MFU | HFU |", "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['params_billion']}B | {r['tp']}x{r['pp']}x{r['dp']} | {r['microbatches']} | "
+              f"{r['predicted_tflops_per_gpu']:.0f} | {r['published_tflops_per_gpu']:.0f} | "
+              f"{pct(r['error'])} | {100 * r['mfu']:.1f}% | {100 * r['hfu']:.1f}% |"
+              for r in results["megatron"]]
+    return "\n".join(lines) + "\n"

