@@ -67,11 +67,14 @@ def test_simulate_system_golden(capsys, train_trace):
 
 
 def test_simulate_system_json_and_perfetto(capsys, train_trace, tmp_path):
-    js, pf = tmp_path / "r.json", tmp_path / "r.perfetto.json"
+    js, pf, html = tmp_path / "r.json", tmp_path / "r.perfetto.json", tmp_path / "r.html"
     code, _, _ = _run(capsys, "simulate", train_trace, "--system", TOY_SYSTEM, "--pp", "2",
                       "--dp", "2", "--microbatches", "2", "--schedule", "gpipe", "--json",
-                      str(js), "--perfetto", str(pf))
+                      str(js), "--perfetto", str(pf), "--html", str(html))
     assert code == 0
+    page = html.read_text()
+    for key in ("timeline", "split", "links", "memory"):
+        assert f'id="tksim-cluster-{key}"' in page
     data = json.loads(js.read_text())
     assert data["world"] == 4 and data["simulated_ranks"] == 2
     assert 0 < data["mfu"] <= data["hfu"] < 1

@@ -30,7 +30,7 @@ def simulate_system(args: argparse.Namespace, model) -> None:
     from sim.cluster.simulate import simulate_parallel
     from sim.trace import read_trace
 
-    _check_writable(args.json, args.perfetto, args.csv)
+    _check_writable(args.json, args.perfetto, args.csv, args.html)
     system = load_sized_system(args.system, args.nodes)
     plan = ParallelPlan(tp=args.tp, pp=args.pp, dp=args.dp, ep=args.ep,
                         microbatches=args.microbatches, schedule=args.schedule,
@@ -49,6 +49,11 @@ def simulate_system(args: argparse.Namespace, model) -> None:
     if args.json:
         write_atomic(args.json, json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n")
         print(f"wrote json: {args.json}")
+    if args.html:
+        from sim.cluster.html import write_cluster_html
+
+        write_cluster_html(result, args.html)
+        print(f"wrote html: {args.html}")
     if args.perfetto:
         from sim.report import write_perfetto
 

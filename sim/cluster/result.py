@@ -31,6 +31,7 @@ from sim.timeline import build_records
 __all__ = ["ClusterResult", "summarize"]
 
 _COMM = ("collective", "send_recv")
+_DISPLAY_SEGMENTS = 2000
 
 
 @dataclass(frozen=True)
@@ -123,17 +124,32 @@ def _stage_summary(stage: int, mine: list[int], insts, tl, path: CriticalPath,
         flops += inst.op.flops
         crit["host"] += path.pre_s[i]
         crit["comm" if is_comm else "compute"] += path.calc_s[i] + path.post_s[i]
-    comm_union = _union(comm)
-    exposed = _length(comm_union) - _overlap(comm_union, _union(compute))
+    comm_union, compute_union = _union(comm), _union(compute)
+    exposed = _length(comm_union) - _overlap(comm_union, compute_union)
     busy0 = _length(_union(stream0))
+    gap = total / _DISPLAY_SEGMENTS
     return {
-        "stage": stage, "compute_s": _length(_union(compute)),
+        "stage": stage, "compute_s": _length(compute_union),
         "comm_s": _length(comm_union), "exposed_comm_s": exposed,
         "overlapped_comm_s": _length(comm_union) - exposed,
         "bubble_fraction": 1.0 - busy0 / total if total > 0 else 0.0,
         "crit_host_s": crit["host"], "crit_compute_s": crit["compute"],
         "crit_comm_s": crit["comm"], "flops": flops,
+        # busy intervals at display resolution (gaps under T / 2000 closed), for plots
+        "compute_intervals": _coarse(compute_union, gap),
+        "comm_intervals": _coarse(comm_union, gap),
     }
+
+
+def _coarse(u: np.ndarray, gap: float) -> list[list[float]]:
+    """Close gaps shorter than ``gap`` in a disjoint sorted union (for drawing)."""
+    out: list[list[float]] = []
+    for s, e in u:
+        if out and s - out[-1][1] < gap:
+            out[-1][1] = float(e)
+        else:
+            out.append([float(s), float(e)])
+    return out
 
 
 def _port_summary(key, usage, layout: Layout, total: float) -> dict:
