@@ -153,6 +153,9 @@ def _add_parallel(p: argparse.ArgumentParser) -> None:
                    help="force one collective algorithm")
     g.add_argument("--allow-oom", action="store_true",
                    help="simulate even if a stage does not fit in device memory")
+    g.add_argument("--all-ranks", action="store_true",
+                   help="simulate every rank, not one representative per pipeline stage (a "
+                   "check of the symmetry reduction; cost grows with TP x DP)")
 
 
 def _add_op(sub) -> None:

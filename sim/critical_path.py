@@ -7,6 +7,7 @@ its binding constraint was met (recorded by the simulator as ``waited_for``):
 - ``stream``: the previous op on the same stream ended  -> that op's device interval,
 - ``dep``:    an op it depends on ended                  -> that op's device interval,
 - ``host``:   the host issued it                         -> this op's host interval,
+- ``peer``:   a collective's last member became ready       -> that member's own reason,
 - ``start``:  time zero.
 
 A host interval began when the host finished issuing its previous op, or, if the host had to wait
@@ -67,6 +68,8 @@ def _device_predecessor(tl: Timeline, i: int) -> tuple[str, int] | None:
         return ("device", tl.prev_on_stream[i])
     if reason == "dep":
         return ("device", tl.binding_dep[i])
+    if reason == "peer":  # a collective that waited for its last member: that member's reason
+        return _device_predecessor(tl, tl.binding_dep[i])
     if reason == "host":
         return ("host", i)
     return None

@@ -3,7 +3,8 @@
 Per representative rank the actors are those of :mod:`sim.simulator` (a host thread issuing in
 program order, in-order device streams: 0 compute, 1 data-parallel communication, 2 pipeline
 sends), and cross-rank dependencies are waits on another rank's op (a ``recv`` waits for the
-matching ``send``). A communication op, once started on its stream, spends its plan's latency and
+matching ``send``). With every rank simulated (no symmetry reduction) a collective is also a
+rendezvous: it starts when the last member of its group is ready. A communication op, once started on its stream, spends its plan's latency and
 then moves its flows through the :class:`~sim.cluster.links.FluidNetwork`, where it shares each
 port with whatever else is in flight there; it ends when its last flow is done. Its device time
 is therefore only known after the run: :meth:`ClusterEngine.device_time` reports it.
@@ -11,7 +12,7 @@ is therefore only known after the run: :meth:`ClusterEngine.device_time` reports
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
 from sim.cluster.comm import CommPlan
 from sim.cluster.links import FluidNetwork
@@ -33,11 +34,14 @@ class ClusterEngine(_Engine):
     """Runs expanded instances; ``comm[i]`` is the plan of communication instance i."""
 
     def __init__(self, insts: Sequence[Inst], costs: Sequence[OpCost],
-                 comm: dict[int, CommPlan]):
+                 comm: dict[int, CommPlan],
+                 rendezvous: dict[int, tuple[Hashable, int]] | None = None):
         super().__init__(insts, costs, synchronous=False, index={})
         self.index = _Identity()
         self.comm = comm
         self.network = FluidNetwork(self.env)
+        self.rendezvous = rendezvous or {}
+        self._barriers: dict[Hashable, _Barrier] = {}
 
     def device_time(self, i: int) -> float:
         return self.timeline.end[i] - self.timeline.start[i]
@@ -62,6 +66,8 @@ class ClusterEngine(_Engine):
                 delay = (start - env.now) + self.t_dev[i]
                 if delay > 0.0:
                     yield env.timeout(delay)
+            elif i in self.rendezvous:  # every rank of the group, explicitly
+                yield from self._collective(i, plan)
             else:
                 delay = (start - env.now) + plan.latency_s
                 if delay > 0.0:
@@ -73,3 +79,42 @@ class ClusterEngine(_Engine):
             if waiter is not None:
                 waiter.succeed()
             previous = i
+
+    def _collective(self, i: int, plan: CommPlan):
+        """A collective with all its ranks simulated: it starts when the last member is ready
+        (the others record that member as what they waited for) and ends for all when the last
+        member's flows are done."""
+        tl, env = self.timeline, self.env
+        if tl.start[i] > env.now:
+            yield env.timeout(tl.start[i] - env.now)
+        key, n = self.rendezvous[i]
+        barrier = self._barriers.setdefault(key, _Barrier(env))
+        barrier.arrived.append(i)
+        if len(barrier.arrived) < n:
+            yield barrier.started
+        else:
+            for k in barrier.arrived[:-1]:
+                tl.start[k] = env.now
+                tl.waited_for[k], tl.binding_dep[k] = "peer", i
+            barrier.started.succeed()
+        if plan.latency_s > 0.0:
+            yield env.timeout(plan.latency_s)
+        if plan.flows:
+            yield self.network.transfer(plan.flows)
+        barrier.done += 1
+        if barrier.done < n:
+            yield barrier.ended
+        else:
+            barrier.ended.succeed()
+            del self._barriers[key]
+
+
+class _Barrier:
+    """Members of one collective instance: who has arrived, and its start and end events."""
+
+    __slots__ = ("arrived", "started", "ended", "done")
+
+    def __init__(self, env):
+        self.arrived: list[int] = []
+        self.started, self.ended = env.event(), env.event()
+        self.done = 0

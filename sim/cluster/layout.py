@@ -49,6 +49,26 @@ class Layout:
         """The GPU standing for all ranks of pipeline stage ``stage``."""
         return self.rank(0, 0, stage)
 
+    def coordinates(self, rank: int) -> tuple[int, int, int]:
+        """(i_tp, i_dp, i_pp) of ``rank``."""
+        t, d = self.plan.tp, self.plan.dp
+        return rank % t, (rank // t) % d, rank // (t * d)
+
+    def group_of(self, name: str, rank: int) -> tuple[int, ...]:
+        """GPUs of ``rank``'s ``name`` group (the representative's group, shifted)."""
+        i_tp, i_dp, i_pp = self.coordinates(rank)
+        t, e = self.plan.tp, self.plan.ep
+        if name == "tp":
+            return tuple(self.rank(i, i_dp, i_pp) for i in range(t))
+        if name == "dp":
+            return tuple(self.rank(i_tp, j, i_pp) for j in range(self.plan.dp))
+        if name == "ep":
+            first = i_dp - i_dp % e
+            return tuple(self.rank(i_tp, j, i_pp) for j in range(first, first + e))
+        if name == "dp_ep":
+            return tuple(self.rank(i_tp, j, i_pp) for j in range(i_dp % e, self.plan.dp, e))
+        return self.group(name, i_pp)  # the error for an unknown name
+
     def group(self, name: str, stage: int) -> tuple[int, ...]:
         """GPUs of the representative's ``name`` group (tp, dp, ep, or dp_ep = the data-parallel
         ranks holding the same experts: d / e of them) in ``stage``."""

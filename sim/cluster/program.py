@@ -18,7 +18,7 @@ Instances are numbered globally: id == position in :attr:`Program.insts`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sim.cluster.workload import ParallelWorkload, StageProgram
@@ -57,8 +57,8 @@ class Inst:
 
 @dataclass(frozen=True)
 class Program:
-    """All instances of all representative ranks (rank = stage index), in each rank's issue
-    order; ``stage_ops[s]`` lists the template ops of stage s (for costing)."""
+    """All instances of all simulated ranks (the representatives: rank = stage index), in each
+    rank's issue order; ``stage_ops[s]`` lists the template ops of stage s (for costing)."""
 
     insts: list[Inst]
     stage_ops: tuple[tuple[Op, ...], ...]
@@ -81,32 +81,40 @@ def chunk_order(schedule: str, stage: int, stages: int, microbatches: int,
     return order + [("B", m) for m in range(M - warm, M)]
 
 
-def expand(workload: ParallelWorkload) -> Program:
-    """Number and link every instance of every stage (module doc)."""
+def expand(workload: ParallelWorkload,
+           actors: Sequence[tuple[int, int]] | None = None,
+           peer: Callable[[int, int], int] | None = None) -> Program:
+    """Number and link every instance of every actor (module doc).
+
+    ``actors`` lists (rank, stage) of the ranks to simulate, default one per stage (rank =
+    stage index, the representatives); ``peer(actor, stage)`` is the index of the actor that a
+    ``recv`` of ``actor`` from ``stage`` pairs with (default: that stage's actor)."""
     plan, stages = workload.plan, workload.stages
     M, p = plan.microbatches, len(stages)
+    actors = list(actors) if actors is not None else [(s, s) for s in range(p)]
+    peer = peer or (lambda actor, stage: stage)
     lists = [_variants(st) for st in stages]
     orders = [chunk_order(plan.schedule, s, p, M, bool(st.backward)) + [("S", 0)]
               for s, st in enumerate(stages)]
-    base: dict[tuple[int, str, int], int] = {}  # (stage, chunk kind, micro-batch) -> first id
+    base: dict[tuple[int, str, int], int] = {}  # (actor, chunk kind, micro-batch) -> first id
     next_id = 0
-    for s, order in enumerate(orders):
-        for kind, m in order:
-            base[(s, kind, m)] = next_id
+    for a, (_, s) in enumerate(actors):
+        for kind, m in orders[s]:
+            base[(a, kind, m)] = next_id
             next_id += len(_chunk_ops(lists[s], kind, m, M))
     insts: list[Inst] = []
-    for s, order in enumerate(orders):
-        for kind, m in order:
+    for a, (rank, s) in enumerate(actors):
+        for kind, m in orders[s]:
             ops = _chunk_ops(lists[s], kind, m, M)
             variant = "B_last" if kind == "B" and m == M - 1 else kind
-            bases = {dk: base.get((s, dk, 0 if dk == "S" else (M - 1 if kind == "S" else m)))
+            bases = {dk: base.get((a, dk, 0 if dk == "S" else (M - 1 if kind == "S" else m)))
                      for dk in ("F", "B", "S")}
             for op, rel in zip(ops, lists[s]["rel"][variant], strict=True):
                 deps = [bases[dk] + pos for dk, pos in rel]
                 if _direction(op) == "recv":
-                    deps.append(_matching_send(op, kind, m, M, s, base, lists, p))
+                    deps.append(_matching_send(op, kind, m, M, a, s, base, lists, p, peer))
                 stream = P2P_STREAM if _direction(op) == "send" else op.stream
-                insts.append(Inst(len(insts), tuple(deps), s, stream, op, m))
+                insts.append(Inst(len(insts), tuple(deps), rank, stream, op, m))
     return Program(insts, tuple(lists[s]["all"] for s in range(p)), M)
 
 
@@ -158,18 +166,18 @@ def _relative_deps(ops: Sequence[Op], kind: str, where: dict, pos: dict,
     return rel
 
 
-def _matching_send(op: Op, kind: str, m: int, M: int, s: int, base: dict, lists: list,
-                   p: int) -> int:
-    peer = int(op.attrs.get("peer", s - 1 if kind == "F" else s + 1))
-    if not 0 <= peer < p or peer == s:
-        raise InputError(f"recv op {op.id} of stage {s} names peer {peer}", field="attrs.peer")
-    peer_ops = _chunk_ops(lists[peer], kind, m, M)
+def _matching_send(op: Op, kind: str, m: int, M: int, actor: int, s: int, base: dict,
+                   lists: list, p: int, peer) -> int:
+    stage = int(op.attrs.get("peer", s - 1 if kind == "F" else s + 1))
+    if not 0 <= stage < p or stage == s:
+        raise InputError(f"recv op {op.id} of stage {s} names peer {stage}", field="attrs.peer")
+    peer_ops = _chunk_ops(lists[stage], kind, m, M)
     sends = [i for i, o in enumerate(peer_ops) if _direction(o) == "send"
              and int(o.attrs.get("peer", s)) == s]
     if not sends:
-        raise InputError(f"stage {peer} has no send to stage {s} for recv op {op.id}",
+        raise InputError(f"stage {stage} has no send to stage {s} for recv op {op.id}",
                          field="attrs.peer")
-    return base[(peer, kind, m)] + sends[0]
+    return base[(peer(actor, stage), kind, m)] + sends[0]
 
 
 def _direction(op: Op) -> str | None:

@@ -22,7 +22,8 @@ def format_cluster_report(r: ClusterResult, *, top_links: int = 4) -> str:
         f"{', full recompute' if p['recompute'] else ''}",
         f"T = {fq(r.total_s, 's')} per iteration   {r.tokens_per_s:,.0f} tokens/s   "
         f"MFU {r.mfu:.1%} (HFU {r.hfu:.1%})   bubble {r.bubble_fraction:.1%}",
-        f"simulated {r.simulated_ranks} representative rank(s) for {r.world} GPUs: "
+        f"simulated {r.simulated_ranks} {'representative ' if r.simulated_ranks < r.world else ''}"
+        f"rank(s) for {r.world} GPUs: "
         f"{r.num_instances:,} op instances",
     ]
     crit = {k: sum(s[f"crit_{k}_s"] for s in r.stages) for k in ("host", "compute", "comm")}

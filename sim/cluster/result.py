@@ -79,13 +79,18 @@ class ClusterResult:
 
 def summarize(workload: ParallelWorkload, system, layout: Layout, insts: Sequence[Inst],
               costs: Sequence[OpCost], tl, path: CriticalPath, memory: list[StageMemory],
-              ports: dict, *, keep_records: bool, wall_s: float) -> ClusterResult:
+              ports: dict, *, keep_records: bool, wall_s: float,
+              summary_ranks: list[int] | None = None,
+              simulated_ranks: int | None = None) -> ClusterResult:
+    """Summaries of a finished run; stage s is summarized from the instances of rank
+    ``summary_ranks[s]`` (default s: the representatives are numbered by stage)."""
     total = path.total_s
     plan = workload.plan
     by_rank: dict[int, list[int]] = defaultdict(list)
     for i, inst in enumerate(insts):
         by_rank[inst.rank].append(i)
-    stages = [_stage_summary(s, by_rank[s], insts, tl, path, total)
+    ranks = summary_ranks or list(range(len(workload.stages)))
+    stages = [_stage_summary(s, by_rank[ranks[s]], insts, tl, path, total)
               for s in range(len(workload.stages))]
     dtype = _dominant_dtype(insts)
     peak = system.device.compute.matrix_peak(dtype)
@@ -105,7 +110,8 @@ def summarize(workload: ParallelWorkload, system, layout: Layout, insts: Sequenc
               "recompute": plan.recompute},
         stages=stages, links=links, memory=memory, mfu=model_flops / denominator,
         hfu=executed / denominator, tokens_per_s=tokens / total if total > 0 else 0.0,
-        model_flops=model_flops, num_instances=len(insts), simulated_ranks=len(stages),
+        model_flops=model_flops, num_instances=len(insts),
+        simulated_ranks=simulated_ranks or len(stages),
         world=world, wall_s=wall_s, records=records, meta=dict(workload.meta))
 
 

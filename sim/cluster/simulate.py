@@ -39,45 +39,70 @@ _COMM = ("collective", "send_recv")
 
 def simulate_parallel(workload: ParallelWorkload, system, *, cost_model: CostModel | None = None,
                       params: GpuParams = A100_FIT, allow_oom: bool = False,
-                      records: bool | None = None, algo: str | None = None) -> ClusterResult:
+                      records: bool | None = None, algo: str | None = None,
+                      symmetric: bool = True) -> ClusterResult:
     """Run ``workload`` on ``system`` (a :class:`~sim.cluster.system.SystemSpec`) and return
     the makespan of one iteration with its decomposition, per-stage and per-link summaries,
-    memory and MFU (:class:`~sim.cluster.result.ClusterResult`)."""
+    memory and MFU (:class:`~sim.cluster.result.ClusterResult`).
+
+    ``symmetric=False`` simulates every rank (collectives rendezvous across their groups)
+    instead of one representative per stage: the same answer for the symmetric programs the
+    transforms produce, at ``tp * dp`` times the cost; a check of the symmetry reduction."""
     wall = time.perf_counter()
     layout = Layout(workload.plan, system.num_gpus)
     memory = memory_report(workload, system.device.main_memory.capacity_bytes)
     if not allow_oom:
         check_fits(memory, system.device.name)
-    program = expand(workload)
+    if symmetric:
+        actors = [(layout.representative(s), s) for s in range(len(workload.stages))]
+        program = expand(workload)
+    else:
+        actors = [(r, layout.coordinates(r)[2]) for r in range(workload.plan.world)]
+        program = expand(workload, actors, lambda a, stage: layout.rank(
+            *layout.coordinates(actors[a][0])[:2], stage))
     model = cost_model or CalibratedCostModel()
-    template_costs, plans = {}, {}
-    for s, ops in enumerate(program.stage_ops):
-        costs = cost_ops(ops, system.device, model)
-        for op, cost in zip(ops, costs, strict=True):
-            if op.category in _COMM:
-                plan = _plan(op, s, layout, system, params, algo)
-                plans[op.id] = plan
-                cost = OpCost(cost.t_pre_s, plan.alone_s, 0.0, "link",
-                              {"algorithm": plan.algorithm, **plan.detail})
+    template_costs = {}
+    for ops in program.stage_ops:
+        for op, cost in zip(ops, cost_ops(ops, system.device, model), strict=True):
             template_costs[op.id] = cost
     insts = program.insts
     costs = [template_costs[inst.op.id] for inst in insts]
-    comm = {i: plans[inst.op.id] for i, inst in enumerate(insts) if inst.op.id in plans}
-    engine = ClusterEngine(insts, costs, comm)
+    plans: dict[tuple, CommPlan] = {}
+    comm, rendezvous = {}, {}
+    for i, inst in enumerate(insts):
+        op = inst.op
+        if op.category not in _COMM:
+            continue
+        rank, stage = actors[inst.rank] if symmetric else (inst.rank, actors[inst.rank][1])
+        key = (op.id, rank)
+        if key not in plans:
+            plans[key] = _plan(op, stage, layout, system, params, algo, rank)
+        plan = comm[i] = plans[key]
+        c = costs[i]
+        costs[i] = OpCost(c.t_pre_s, plan.alone_s, 0.0, "link",
+                          {"algorithm": plan.algorithm, **plan.detail})
+        if not symmetric and op.category == "collective":
+            group = layout.group_of(str(op.attrs.get("group", "tp")), rank)
+            if len(group) > 1:
+                rendezvous[i] = ((op.id, inst.microbatch, group), len(group))
+    engine = ClusterEngine(insts, costs, comm, rendezvous)
     timeline = engine.run()
     for i in comm:  # contention: a transfer's time is known only now
         c = costs[i]
         costs[i] = OpCost(c.t_pre_s, engine.device_time(i), 0.0, "link", c.detail)
     path = critical_path(insts, costs, timeline)
     keep = records if records is not None else len(insts) <= RECORDS_LIMIT
+    summary_ranks = [layout.representative(s) if not symmetric else s
+                     for s in range(len(workload.stages))]
     return summarize(workload, system, layout, insts, costs, timeline, path, memory,
-                     engine.network.usage(), keep_records=keep,
-                     wall_s=time.perf_counter() - wall)
+                     engine.network.usage(), keep_records=keep, summary_ranks=summary_ranks,
+                     simulated_ranks=len(actors), wall_s=time.perf_counter() - wall)
 
 
 def _plan(op: Op, stage: int, layout: Layout, system, params: GpuParams,
-          algo: str | None) -> CommPlan:
-    attrs, me = op.attrs, layout.representative(stage)
+          algo: str | None, me: int) -> CommPlan:
+    """The plan of communication op ``op`` as GPU ``me`` (of ``stage``) takes part in it."""
+    attrs = op.attrs
     size = float(attrs.get("bytes", op.bytes_read))
     if op.category == "send_recv":
         direction = attrs.get("direction")
@@ -87,9 +112,10 @@ def _plan(op: Op, stage: int, layout: Layout, system, params: GpuParams,
             raise InputError(f"send_recv op {op.id} has direction {direction!r}; "
                              "one of send, recv", field="attrs.direction")
         peer = int(attrs.get("peer", stage + 1))
-        return p2p_plan(system, me, layout.representative(peer), size, params)
+        i_tp, i_dp, _ = layout.coordinates(me)
+        return p2p_plan(system, me, layout.rank(i_tp, i_dp, peer), size, params)
     kind = attrs.get("collective", attrs.get("kind", "allreduce"))
-    gpus = layout.group(str(attrs.get("group", "tp")), stage)
+    gpus = layout.group_of(str(attrs.get("group", "tp")), me)
     if algo is None:
         return collective_plan(system, kind, size, gpus, params, rank=me)
     options = [p for p in collective_options(system, kind, size, gpus, params, rank=me)
