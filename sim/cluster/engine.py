@@ -1,13 +1,14 @@
 """The cluster engine: the single-device actors, plus communication on shared links.
 
-Per representative rank the actors are those of :mod:`sim.simulator` (a host thread issuing in
-program order, in-order device streams: 0 compute, 1 data-parallel communication, 2 pipeline
-sends), and cross-rank dependencies are waits on another rank's op (a ``recv`` waits for the
-matching ``send``). With every rank simulated (no symmetry reduction) a collective is also a
-rendezvous: it starts when the last member of its group is ready. A communication op, once started on its stream, spends its plan's latency and
-then moves its flows through the :class:`~sim.cluster.links.FluidNetwork`, where it shares each
-port with whatever else is in flight there; it ends when its last flow is done. Its device time
-is therefore only known after the run: :meth:`ClusterEngine.device_time` reports it.
+Per simulated rank the actors are those of :mod:`sim.simulator` (a host thread issuing in program
+order, in-order device streams: 0 compute, 1 data-parallel communication, 2 pipeline sends), and
+cross-rank dependencies are waits on another rank's op (a ``recv`` waits for the matching
+``send``). With every rank simulated (no symmetry reduction) a collective is also a rendezvous:
+it starts when the last member of its group is ready. A communication op, once started on its
+stream, spends its plan's latency and then moves its flows through the
+:class:`~sim.cluster.links.FluidNetwork`, where it shares each port with whatever else is in
+flight there; it ends when its last flow is done. Its device time is therefore only known after
+the run: :meth:`ClusterEngine.device_time` reports it.
 """
 
 from __future__ import annotations
