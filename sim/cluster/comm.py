@@ -20,7 +20,8 @@ Legend: n = |G| ranks, D = scale-up domains spanned, l = n / D ranks per domain,
   the steps that cross the network (all-reduce 2 D, others D - 1).
 - **Across domains, tree** (all-reduce only): NCCL's intra-domain chain plus inter-domain double
   binary tree: the same bytes per port as the ring (each domain sends and receives about 2 S in
-  the two trees), latency base_p + 2 (l - 1) hwLat[intra][tree][p] + 2 log2(D) hwLat[NET][tree][p].
+  the two trees) at 0.9 of the ring's bus bandwidth, latency base_p + 2 (l - 1)
+  hwLat[intra][tree][p] + 2 log2(D) hwLat[NET][tree][p].
 - **Point to point** (pipeline send/recv): the route's bottleneck link, S bytes.
 
 A port's capacity is what the link sustains (NIC line rate x ``FABRIC_EFFICIENCY``; scale-up
@@ -58,6 +59,8 @@ _HW_LAT = {  # (algorithm, link class) -> per-protocol per-step latency (s)
     ("tree", "up"): {"LL": 0.6e-6, "LL128": 1.25e-6, "Simple": 4.0e-6},
 }
 
+_RING_PLATEAU = 1.9  # tuning.cc ncclTopoGetAlgoTime: multi-node ring Simple all-reduce latency
+_TREE_BANDWIDTH = 0.9  # tuning.cc: tree bus bandwidth = 0.9 x the graph's
 Flow = tuple[Hashable, float, float, float]  # (port, port bytes/s, bytes, rate cap bytes/s)
 
 
@@ -176,7 +179,10 @@ def _across_domains(system, kind, size, n, num_domains, me, params) -> list[Comm
     up_port = up_bw * params.link_efficiency
     up_eff = max(0.05, params.link_efficiency - params.link_efficiency_drop / n)
     steps = COLLECTIVES[kind][0] * (n - 1)
-    net_steps = 2 * num_domains if kind == "allreduce" else num_domains - 1
+    # steps that cross the network (tuning.cc nInterSteps): all-reduce 2 (D - 1), all-gather
+    # and reduce-scatter D - 1, all-to-all D
+    net_steps = {"allreduce": 2 * (num_domains - 1), "alltoall": num_domains}.get(
+        kind, num_domains - 1)
     plans = []
     for protocol, (base, fraction) in _PROTOCOLS.items():
         for algorithm in ("ring", "tree") if kind == "allreduce" else ("ring",):
@@ -186,10 +192,15 @@ def _across_domains(system, kind, size, n, num_domains, me, params) -> list[Comm
             else:
                 hw = 2 * (local - 1) * _HW_LAT[("tree", "up")][protocol] + \
                     2 * math.log2(num_domains) * _HW_LAT[("tree", "net")][protocol]
-            latency = params.collective_latency_s + params.collective_latency_scale * (base + hw)
-            flows = [((me, "net"), nic_bw, factor / local, nic_bw * fraction)]
+            nccl = base + hw
+            if algorithm == "ring" and protocol == "Simple" and kind == "allreduce" and \
+                    size >= n / 16 * 65536:
+                nccl *= _RING_PLATEAU  # tuning.cc: "plateau effect of ring" across nodes
+            latency = params.collective_latency_s + params.collective_latency_scale * nccl
+            tree = _TREE_BANDWIDTH if algorithm == "tree" else 1.0
+            flows = [((me, "net"), nic_bw, factor / local, nic_bw * fraction * tree)]
             if local > 1:
-                flows.append(((me, "up"), up_port, factor, up_bw * up_eff * fraction))
+                flows.append(((me, "up"), up_port, factor, up_bw * up_eff * fraction * tree))
             plans.append(CommPlan(latency, tuple(flows), f"{algorithm}/{protocol}",
                                   {"num_ranks": n, "domains": num_domains, "bus_bytes": factor}))
     return plans
