@@ -331,12 +331,7 @@ def _validate_dataset(args: argparse.Namespace) -> None:
     except DataMissing as exc:
         raise InputError(f"ground-truth data not found ({exc}); pass --data-dir or set "
                          "TKSIM_GROUND_TRUTH", field="--data-dir") from None
-    print(gpu_results_markdown(results), end="")
-    print(f"runtime {results['runtime_s']:.1f} s")
-    if args.html:
-        write_gpu_report(results, args.html)
-    if args.json:
-        write_atomic(args.json, json.dumps(results, indent=1, sort_keys=True) + "\n")
+    _show_validation(results, gpu_results_markdown, write_gpu_report, args)
 
 
 def _validate_cluster(args: argparse.Namespace) -> None:
@@ -351,10 +346,14 @@ def _validate_cluster(args: argparse.Namespace) -> None:
     except DataMissing as exc:
         raise InputError(f"ground-truth data not found ({exc}); pass --data-dir or set "
                          "TKSIM_GROUND_TRUTH", field="--data-dir") from None
-    print(cluster_results_markdown(results), end="")
+    _show_validation(results, cluster_results_markdown, write_cluster_report, args)
+
+
+def _show_validation(results: dict, markdown, write_html, args: argparse.Namespace) -> None:
+    print(markdown(results), end="")
     print(f"runtime {results['runtime_s']:.1f} s")
     if args.html:
-        write_cluster_report(results, args.html)
+        write_html(results, args.html)
     if args.json:
         write_atomic(args.json, json.dumps(results, indent=1, sort_keys=True) + "\n")
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from sim.cpu_calibration import CpuCalibration, read_cpu_calibration
 from sim.errors import InputError
-from sim.spec_reader import Reader
+from sim.spec_reader import Reader, open_spec
 from sim.units import Dimension
 
 __all__ = [
@@ -236,14 +236,7 @@ class HardwareSpec:
 
 def parse_spec(data: object, *, file: str) -> HardwareSpec:
     """Build a :class:`HardwareSpec` from parsed YAML, validating every field (see module doc)."""
-    if not isinstance(data, Mapping):
-        raise InputError("expected a mapping at top level", source=file)
-    sources = _read_sources(data, file)
-    top = Reader(data, file=file, path="", sources=sources)
-    schema = top.text("schema")
-    if schema != SCHEMA:
-        raise top.error("schema", f"expected {SCHEMA!r}, got {schema!r}")
-    top.raw("sources", Mapping)
+    top, sources = open_spec(data, file=file, schema=SCHEMA)
     kind = top.text("kind", choices=KINDS)
     compute = _read_compute(top.section("compute"))
     spec = HardwareSpec(
@@ -270,18 +263,6 @@ def parse_spec(data: object, *, file: str) -> HardwareSpec:
             calibration, tuple(level.name for level in spec.memory)))
     top.finish()
     return spec
-
-
-def _read_sources(data: Mapping, file: str) -> dict[str, str]:
-    sources = data.get("sources")
-    if not isinstance(sources, Mapping) or not sources:
-        raise InputError("missing or empty: every number must cite a source", source=file,
-                         field="sources")
-    for key, text in sources.items():
-        if not isinstance(text, str) or not text.strip():
-            raise InputError("a source must be a non-empty citation string", source=file,
-                             field=f"sources.{key}")
-    return dict(sources)
 
 
 def _read_compute(r: Reader) -> Compute:

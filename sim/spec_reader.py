@@ -17,7 +17,7 @@ from typing import Any
 from sim.errors import InputError
 from sim.units import Dimension, UnitError, parse_quantity
 
-__all__ = ["Reader"]
+__all__ = ["Reader", "read_sources", "open_spec"]
 
 
 class Reader:
@@ -172,3 +172,30 @@ class Reader:
         if key is None:
             return self.path or "(top level)"
         return f"{self.path}.{key}" if self.path else key
+
+
+def read_sources(data: Mapping, file: str) -> dict[str, str]:
+    """The ``sources`` table of a spec file: citation id -> citation text, none empty."""
+    sources = data.get("sources")
+    if not isinstance(sources, Mapping) or not sources:
+        raise InputError("missing or empty: every number must cite a source", source=file,
+                         field="sources")
+    for key, text in sources.items():
+        if not isinstance(text, str) or not text.strip():
+            raise InputError("a source must be a non-empty citation string", source=file,
+                             field=f"sources.{key}")
+    return dict(sources)
+
+
+def open_spec(data: object, *, file: str, schema: str) -> tuple[Reader, dict[str, str]]:
+    """The top-level :class:`Reader` of a parsed spec file and its sources, after checking that
+    it is a mapping with cited ``sources`` and the expected ``schema``."""
+    if not isinstance(data, Mapping):
+        raise InputError("expected a mapping at top level", source=file)
+    sources = read_sources(data, file)
+    top = Reader(data, file=file, path="", sources=sources)
+    found = top.text("schema")
+    if found != schema:
+        raise top.error("schema", f"expected {schema!r}, got {found!r}")
+    top.raw("sources", Mapping)
+    return top, sources

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import check_golden
 
 from sim.cli import main
 
@@ -25,11 +25,7 @@ def _run(capsys, *argv):
 
 
 def _golden(name: str, text: str) -> None:
-    """Compare with tests/golden/NAME; TKSIM_UPDATE_GOLDEN=1 rewrites it."""
-    path = GOLDEN / name
-    if os.environ.get("TKSIM_UPDATE_GOLDEN"):
-        path.write_text(text)
-    assert text == path.read_text()
+    check_golden(name, text)
 
 
 def test_op_gemm_golden(capsys):

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import check_golden
 
 from sim.cli import main
 from workloads import capture_model
@@ -32,12 +33,7 @@ def _run(capsys, *argv):
 
 
 def _golden(name: str, text: str) -> None:
-    import os
-
-    path = GOLDEN / name
-    if os.environ.get("TKSIM_UPDATE_GOLDEN"):
-        path.write_text(text)
-    assert text == path.read_text()
+    check_golden(name, text)
 
 
 def test_op_allreduce_on_a_node_golden(capsys):
