@@ -15,6 +15,7 @@ spec files, ``docs/spec-format.md``; meaning in ``docs/cpu-validation.md``)::
         - {level: dram, bandwidth: 38 GB/s}
       page_faults: {threshold: 32 MiB, bandwidth: 2.7 GB/s}
       strided_fraction: 0.25           # bandwidth fraction of a strided (transposing) copy
+      gather_fraction: 0.4             # bandwidth fraction of an embedding's row gather
       floor: {elementwise: 1 us, reduction: 1.2 us, ...}       # per category, fixed
       op_floor: {gelu: 4 us, ...}                             # per op (name[.dtype]), fixed
       element_time: {gelu: 0.5 ns, gelu.bf16: 0.3 ns, ...}    # per element, by aten name
@@ -133,6 +134,10 @@ class CpuCalibration:
     framework_s: float = 0.0
     datasheet: str = ""
     sentinel_s: float = 0.0
+    #: Fraction of a level's streaming bandwidth that an embedding's row gather reaches (rows
+    #: at random table offsets: a TLB and cache miss per row, no hardware prefetch across
+    #: rows); 1 when absent (an older spec: gathers priced as streams).
+    gather_fraction: float = 1.0
 
 
 GEMM_KEYS = {"overhead": "overhead_s", "a_element": "a_element_s", "b_element": "b_element_s",
@@ -154,6 +159,8 @@ def read_cpu_calibration(r: Reader, level_names: tuple[str, ...]) -> CpuCalibrat
         fault_threshold_bytes=faults.quantity("threshold", Dimension.BYTES, high=1e12),
         fault_bytes_per_s=faults.quantity("bandwidth", Dimension.BANDWIDTH, high=_MAX_BW),
         strided_fraction=r.quantity("strided_fraction", Dimension.RATIO, high=1.0),
+        gather_fraction=r.quantity("gather_fraction", Dimension.RATIO, high=1.0,
+                                   required=False, default=1.0),
         floor_s=_times(r.section("floor"), allowed=FLOOR_CATEGORIES),
         op_floor_s=_times(r.section("op_floor")),
         element_s=_times(r.section("element_time")),

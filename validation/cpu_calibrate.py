@@ -40,7 +40,8 @@ from validation.microbench.suite import run_suite
 from validation.microbench.sweeps import build_cases
 from validation.microbench.timer import FULL, QUICK
 
-__all__ = ["calibrate_cpu", "default_spec_path", "heldout_intervals", "DATASHEET", "main"]
+__all__ = ["calibrate_cpu", "refit_cpu", "default_spec_path", "heldout_intervals", "DATASHEET",
+           "main"]
 
 DATASHEET = "amd-epyc-zen5"  # this machine's datasheet spec
 #: (model, phase, seq) whose real runs fit the framework term; the validation holds out others.
@@ -71,16 +72,55 @@ def calibrate_cpu(threads: int = 1, quick: bool = False, out_path: str | Path | 
     plan = QUICK if quick else FULL
     table = run_suite(build_cases(quick=quick, seed=seed), base.with_units(threads), plan,
                       threads=threads, seed=seed, progress=progress)
+    measured = (f"{'quick' if quick else 'full'} sweep, {plan.rounds} interleaved rounds each, "
+                f"median per point")
+    return _fit_and_write(table, base, threads, out, csv, measured, start, progress)
+
+
+def refit_cpu(csv_in: str | Path, threads: int = 1, out_path: str | Path | None = None,
+              progress: bool = True, *, datasheet: str = DATASHEET,
+              csv_path: str | Path | None = None) -> Path:
+    """Fit and write the calibrated spec from the measurements of an earlier calibration (its
+    CSV, ``csv_in``) without re-timing them: deterministic, for changes of the model or the
+    fit. The framework term is kept from the spec being replaced (measured in the same session
+    as those kernels; re-measuring it alone would mix sessions, and on these shared machines it
+    moves by +-15 % between sessions); with no spec there yet it is measured."""
+    start = time.perf_counter()
+    base = _datasheet(datasheet, threads)
+    out = Path(out_path) if out_path is not None else default_spec_path(threads, base.name)
+    csv = Path(csv_path) if csv_path is not None else out.with_suffix(".csv.gz")
+    lines = [line[2:].rstrip("\n") for line in _header_lines(Path(csv_in))]
+    table = pd.read_csv(csv_in, comment="#").drop(columns="predicted_s", errors="ignore")
+    previous = load_spec(str(out)).cpu_calibration if out.is_file() else None
+    table.attrs["sentinel_s"] = previous.sentinel_s if previous is not None else 0.0
+    if previous is not None:
+        table.attrs["framework"] = (previous.framework_s, (
+            f" Framework term {previous.framework_s * 1e6:.2f} us per op, kept from the "
+            "calibration whose measurements this re-fits."))
+    measured = (f"re-fitted from the measurements of {Path(csv_in).name} ("
+                f"{lines[1].split(' Method:')[0] if len(lines) > 1 else 'no provenance'})")
+    return _fit_and_write(table, base, threads, out, csv, measured, start, progress)
+
+
+def _header_lines(path: Path) -> list[str]:
+    import gzip
+
+    with gzip.open(path, "rt") if path.suffix == ".gz" else path.open() as f:
+        return [line for line in f if line.startswith("# ")][:2]
+
+
+def _fit_and_write(table: pd.DataFrame, base: HardwareSpec, threads: int, out: Path, csv: Path,
+                   measured: str, start: float, progress: bool) -> Path:
     points = load_points(table)
     cal = dataclasses.replace(fit_cpu(points, base, threads), datasheet=base.name,
                               sentinel_s=table.attrs["sentinel_s"])
     spec = dataclasses.replace(base.with_units(threads), cpu_calibration=cal)
     predicted = predict_points(points, spec)
     cal = dataclasses.replace(cal, intervals=heldout_intervals(points, predicted))
-    framework_s, gaps = fit_framework(dataclasses.replace(spec, cpu_calibration=cal), threads,
-                                      progress)
+    framework_s, gaps = table.attrs.get("framework") or fit_framework(
+        dataclasses.replace(spec, cpu_calibration=cal), threads, progress)
     cal = dataclasses.replace(cal, framework_s=framework_s)
-    provenance = _provenance(points, predicted, threads=threads, quick=quick, rounds=plan.rounds,
+    provenance = _provenance(points, predicted, threads=threads, measured=measured,
                              seconds=time.perf_counter() - start, datasheet=base.name) + gaps
     write_calibrated_spec(out, base, cal, name=f"{base.name}-{threads}t", provenance=provenance)
     _write_csv(csv, table.assign(predicted_s=predicted), provenance)
@@ -144,7 +184,7 @@ def _residuals(points: Sequence[Point], predicted: np.ndarray, split: str) -> st
     return "; ".join(parts)
 
 
-def _provenance(points, predicted, *, threads, quick, rounds, seconds, datasheet) -> str:
+def _provenance(points, predicted, *, threads, measured, seconds, datasheet) -> str:
     import torch
 
     from workloads.capture_env import host_description
@@ -153,9 +193,8 @@ def _provenance(points, predicted, *, threads, quick, rounds, seconds, datasheet
     return (f"Measured and fitted by tksim validation.calibrate_cpu on host {platform.node()}, "
             f"{host_description()}, torch {torch.__version__}, "
             f"{dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}, {threads} torch "
-            f"thread(s), datasheet spec {datasheet}, {'quick' if quick else 'full'} sweep: "
-            f"{len(points)} points ({fit} fit, {len(points) - fit} held out), {rounds} "
-            f"interleaved rounds each, median per point; calibration took {seconds:.0f} s. "
+            f"thread(s), datasheet spec {datasheet}, {len(points)} points ({fit} fit, "
+            f"{len(points) - fit} held out), {measured}; calibration took {seconds:.0f} s. "
             f"Method: docs/cpu-validation.md. Fit residuals: {_residuals(points, predicted, 'fit')}"
             f". Held-out: {_residuals(points, predicted, 'heldout')}.")
 
@@ -173,9 +212,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-o", "--output", default=None)
     parser.add_argument("--csv", default=None)
     parser.add_argument("--datasheet", default=DATASHEET)
+    parser.add_argument("--refit", default=None, metavar="CSV",
+                        help="fit the measurements of an earlier calibration; no re-timing")
     args = parser.parse_args(argv)
-    path = calibrate_cpu(args.threads, args.quick, args.output, datasheet=args.datasheet,
+    if args.refit:
+        path = refit_cpu(args.refit, args.threads, args.output, datasheet=args.datasheet,
                          csv_path=args.csv)
+    else:
+        path = calibrate_cpu(args.threads, args.quick, args.output, datasheet=args.datasheet,
+                             csv_path=args.csv)
     print(f"wrote {path}")
 
 

@@ -19,7 +19,7 @@ order, t_post = 0. With the coefficients of the spec's ``cpu_calibration``
       s_q = 1: overhead + decode_head (b h_q) + pair P + decode_kv_element E
              + E x dtype bytes / bw(level holding K and V)
     streaming (elementwise, reduction, norm, copy, embedding, other)
-             floor[op] + max(bytes / bw(level) [/ strided_fraction],
+             floor[op] + max(bytes / bw(level) [/ strided_fraction] [/ gather_fraction],
                              elements x element_time[op] + rows x row_time[op])
 
 GEMM: the micro-kernel runs at ``rate`` on packed panels, and each operand pass costs per
@@ -41,7 +41,11 @@ multiplies vectors by K and V, a matrix-vector product like the GEMM's m = 1.
 Streaming: bytes flow from the level holding the working set unless the per-element work
 (a special function, a softmax) is slower (Williams et al., "Roofline", CACM 2009: the max of
 the two); a row-wise op (softmax, norm, reduction over the last dimension) also pays per row
-(horizontal reduction, tail handling), and an embedding per gathered row (a row copy); each op
+(horizontal reduction, tail handling), and an embedding per gathered row (a row copy). A
+strided (transposing) copy reaches ``strided_fraction`` of the bandwidth, an embedding's row
+gather ``gather_fraction`` (rows at random offsets of the table: a cache and TLB miss per row,
+which the hardware prefetcher does not hide across rows; measured here 2026-11-29, gathers of
+2-13 MiB ran 2-3x slower than a stream of their bytes from the same level); each op
 has a fixed floor (dispatch past t_pre, output allocation, loop set-up), by op name, else by
 category.
 Page faults: glibc malloc serves blocks of at least M_MMAP_THRESHOLD by mmap (dynamic, at most
@@ -173,7 +177,8 @@ def stream_terms(op: Op, cal: CpuCalibration, residency: Residency) -> dict:
             "key": element_key(op), "dtype": op.dtype, "bytes": op.bytes_total,
             "elements": float(max((t.numel for t in tensors), default=0)),
             "rows": _rows(op),
-            "strided": op.attrs.get("contiguous") is False, "level": level_index(cal, reuse),
+            "strided": op.attrs.get("contiguous") is False, "gather": op.category == "embedding",
+            "level": level_index(cal, reuse),
             "fault_bytes": _fault_bytes(op, cal)}
 
 
@@ -214,7 +219,8 @@ def attention_seconds(coef, terms, bandwidth, fault_bytes_per_s):
 
 def stream_seconds(floor_s, nbytes, bandwidth, elements, element_s, rows, row_s, fault_bytes,
                    fault_bytes_per_s):
-    """Streaming t_calc (s), numpy-broadcasting; ``bandwidth`` already strided-scaled."""
+    """Streaming t_calc (s), numpy-broadcasting; ``bandwidth`` already scaled by the strided
+    and gather fractions."""
     return (floor_s + np.maximum(nbytes / bandwidth, elements * element_s + rows * row_s)
             + fault_bytes / fault_bytes_per_s)
 
@@ -248,8 +254,9 @@ def _bandwidth(cal: CpuCalibration, level: int) -> float:
 
 
 def _stream(cal: CpuCalibration, terms: dict) -> tuple[float, str]:
-    bandwidth = _bandwidth(cal, terms["level"]) * (cal.strided_fraction if terms["strided"]
-                                                   else 1.0)
+    bandwidth = (_bandwidth(cal, terms["level"])
+                 * (cal.strided_fraction if terms["strided"] else 1.0)
+                 * (cal.gather_fraction if terms["gather"] else 1.0))
     per_element = element_time(cal, terms["key"], terms["dtype"])
     per_row = element_time(cal, terms["key"], terms["dtype"], table=cal.row_s)
     floor = op_floor(cal, terms["key"], terms["dtype"], terms["category"])
