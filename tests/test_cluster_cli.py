@@ -120,3 +120,9 @@ def test_simulate_needs_hw_or_system(capsys, train_trace):
     assert code == 2 and "not both" in err
     code, _, err = _run(capsys, "simulate", train_trace, "--system", "dgx-h1000")
     assert code == 2 and "did you mean" in err
+
+
+def test_simulate_system_absurd_microbatches(capsys, train_trace):
+    code, out, err = _run(capsys, "simulate", train_trace, "--system", TOY_SYSTEM, "--tp", "2",
+                          "--pp", "2", "--microbatches", "100000000")
+    assert code == 2 and out == "" and "absurd size" in err and err.count("\n") == 1

@@ -25,11 +25,14 @@ from sim.cluster.workload import ParallelWorkload, StageProgram
 from sim.errors import InputError
 from sim.trace import Op
 
-__all__ = ["Inst", "Program", "expand", "chunk_order", "P2P_STREAM"]
+__all__ = ["Inst", "Program", "expand", "chunk_order", "P2P_STREAM", "MAX_INSTANCES"]
 
 #: Pipeline sends run on their own stream, so a stage's compute does not wait for the transfer
 #: (Megatron-LM posts them with ``torch.distributed.batch_isend_irecv``).
 P2P_STREAM = 2
+#: More op instances than this would not fit in memory (~250 B each with their timeline): a
+#: 1024-GPU 70B training step is 1.6 M.
+MAX_INSTANCES = 20_000_000
 
 
 class Inst:
@@ -96,6 +99,12 @@ def expand(workload: ParallelWorkload,
     lists = [_variants(st) for st in stages]
     orders = [chunk_order(plan.schedule, s, p, M, bool(st.backward)) + [("S", 0)]
               for s, st in enumerate(stages)]
+    total = sum(M * (len(lists[s]["F"]) + len(lists[s]["B"])) + len(lists[s]["S"])
+                for _, s in actors)
+    if total > MAX_INSTANCES:
+        raise InputError(f"absurd size: {total:,} op instances to simulate (at most "
+                         f"{MAX_INSTANCES:,}); use fewer micro-batches or ranks",
+                         field="--microbatches")
     base: dict[tuple[int, str, int], int] = {}  # (actor, chunk kind, micro-batch) -> first id
     next_id = 0
     for a, (_, s) in enumerate(actors):
