@@ -15,6 +15,7 @@ allocations) may sit in between. A chain of two or more becomes one op with
     flops         = the members' sum
     bytes_read    = the members' reads minus what they read from each other (once per edge)
     bytes_written = the outputs that something outside the chain reads (or the last output),
+    outputs       = those tensors (what stays in memory, e.g. for backward),
 
 so intermediates that stay inside the chain cost nothing, while tensors saved for backward are
 still written. Ops between members that read a member's output move after the fused op.
@@ -109,8 +110,8 @@ def _fused_op(chain: list[Op], members: set[int], users: dict[int, set[int]]) ->
     internal = sum(written[d] for m in chain for d in set(m.deps) if d in members)
     bytes_read = max(0.0, sum(m.bytes_read for m in chain) - internal)
     last = chain[-1]
-    kept = sum(m.bytes_written for m in chain
-               if m is last or users.get(m.id, set()) - members)
+    kept_members = [m for m in chain if m is last or users.get(m.id, set()) - members]
+    kept = sum(m.bytes_written for m in kept_members)
     external_deps = tuple(dict.fromkeys(d for m in chain for d in m.deps if d not in members))
     category = next((m.category for m in chain if m.category != "elementwise"), "elementwise")
     names = [m.name.removeprefix("aten::") for m in chain]
@@ -118,6 +119,7 @@ def _fused_op(chain: list[Op], members: set[int], users: dict[int, set[int]]) ->
         last, name="fused:" + "+".join(names), category=category,
         flops=sum(m.flops for m in chain), bytes_read=bytes_read, bytes_written=kept,
         deps=external_deps, inputs=chain[0].inputs, num_kernels=1,
+        outputs=tuple(t for m in kept_members for t in m.outputs),
         measured_s=None if any(m.measured_s is None for m in chain) else
         sum(m.measured_s for m in chain),
         attrs={"fused": names, "fused_ids": [m.id for m in chain]})
