@@ -26,11 +26,17 @@ def root():
 
 
 def test_nccl_on_dgx_nodes(root):
-    # AIConfigurator nccl-tests, 8 GPUs, >= 1 MiB; held-out systems
-    s = summary(nccl_errors(root), ["system"]).set_index("system")
-    assert s.loc["dgx-b200", "median_ape"] <= 0.10  # achieved 6.1%
-    assert s.loc["dgx-h100", "median_ape"] <= 0.18  # achieved 14.7% (target 10%: not met)
-    assert s.loc["dgx-h200", "median_ape"] <= 0.18  # achieved 15.8%
+    # 8 GPUs of a node, >= 1 MiB: AIConfigurator (4 collectives), Vidur and Azure (all-reduce)
+    errors = nccl_errors(root)
+    s = summary(errors[~errors.fit_data], ["source", "system"]).set_index(["source", "system"])
+    assert s.loc[("aiconfigurator", "dgx-b200"), "median_ape"] <= 0.10  # achieved 6.1%
+    assert s.loc[("vidur", "dgx-h100"), "median_ape"] <= 0.10  # achieved 7.4%
+    assert s.loc[("vidur", "dgx-a100"), "median_ape"] <= 0.12  # achieved 9.5%
+    assert s.loc[("azure", "dgx-h200"), "median_ape"] <= 0.13  # achieved 10.2%
+    assert s.loc[("azure", "dgx-h100"), "median_ape"] <= 0.14  # achieved 11.2%
+    # not met (target 10%): Hopper's mid-size latency, see docs/parallelism.md
+    assert s.loc[("aiconfigurator", "dgx-h100"), "median_ape"] <= 0.18  # achieved 14.7%
+    assert s.loc[("aiconfigurator", "dgx-h200"), "median_ape"] <= 0.18  # achieved 15.8%
 
 
 def test_neusight_four_gpu_gpt2_large(root):

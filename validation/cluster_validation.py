@@ -3,9 +3,11 @@
 Three comparisons, none fitted on (every parameter of the collective and kernel models was fitted
 on A100 single-GPU and 8-GPU NCCL rows of AIConfigurator; see docs/gpu-validation.md):
 
-1. **NCCL on 8 GPUs** (AIConfigurator ``*_nccl.csv``: nccl-tests, NCCL 2.27-2.29): each of the
-   four collectives over all 8 GPUs of a DGX node spec, messages >= 1 MiB. The A100 rows are the
-   fit's own data (reported, marked); H100, H200 and B200 are held out. The L40S node is left out:
+1. **NCCL on 8 GPUs**, messages >= 1 MiB, every single-node 8-GPU measurement of the ground
+   truth: AIConfigurator ``*_nccl.csv`` (nccl-tests, NCCL 2.27-2.29, four collectives), Vidur
+   ``network/*_dgx/all_reduce.csv`` (NCCL kernel time) and the Azure guide's all-reduce bus
+   bandwidth (NCCL 2.18-2.20), each over all 8 GPUs of a DGX node spec. AIConfigurator's A100
+   rows are the fit's own data (reported, marked); everything else is held out. The L40S node is left out:
    its measured bus bandwidth (1.5-2 GB/s on 8 GPUs, 20 GB/s on 2) says its GPUs talk through
    host memory on that machine, which a PCIe spec alone cannot tell.
 2. **NeuSight 4-GPU GPT-2-Large training** (``neusight/e2e_latency.csv``, variants dp4 / tp4 /
@@ -45,8 +47,65 @@ _NEUSIGHT_SYSTEMS = {"NVIDIA_H100_80GB_HBM3": "dgx-h100", "NVIDIA_A100-SXM4-40GB
 A100_PEAK = 312e12  # A100 dense FP16/BF16 tensor-core peak (A100 datasheet), Megatron's 100%
 
 
+_AZURE_SYSTEMS = {"NVIDIA A100-SXM4-80GB": "dgx-a100", "NVIDIA H100 80GB HBM3": "dgx-h100",
+                  "NVIDIA H200 141GB": "dgx-h200"}
+_VIDUR_SYSTEMS = {"a100_dgx": "dgx-a100", "h100_dgx": "dgx-h100"}
+
+
 def nccl_errors(root: Path, min_bytes: float = 2**20) -> pd.DataFrame:
-    """One row per (system, collective, message size) with predicted and measured seconds."""
+    """One row per (source, system, collective, message size) with predicted and measured
+    seconds: every 8-GPU, single-node NCCL measurement of the ground truth (AIConfigurator's
+    four collectives, Vidur's and Azure's all-reduce)."""
+    rows = _aiconfigurator_nccl(root, min_bytes)
+    rows += _vidur_nccl(root, min_bytes)
+    rows += _azure_nccl(root, min_bytes)
+    return pd.DataFrame(rows)
+
+
+def _nccl_row(source: str, system, kind: str, size: float, measured_s: float,
+              fit_data: bool) -> dict:
+    plan = collective_plan(system, kind, size, tuple(range(8)), A100_FIT)
+    return {"source": source, "system": system.name, "collective": kind, "bytes": size,
+            "algorithm": plan.algorithm, "predicted_s": plan.alone_s, "measured_s": measured_s,
+            "fit_data": fit_data}
+
+
+def _vidur_nccl(root: Path, min_bytes: float) -> list[dict]:
+    """Vidur ``network/*_dgx/all_reduce.csv``: NCCL kernel time (median), 8 GPUs of a node."""
+    rows = []
+    for folder, name in _VIDUR_SYSTEMS.items():
+        path = root / "vidur" / "network" / folder / "all_reduce.csv"
+        if not path.is_file():
+            continue
+        system = load_system(name)
+        df = pd.read_csv(path)
+        df = df[(df["num_workers"] == 8) & (df["devices_per_node"] == 8)
+                & (df["size"] >= min_bytes)]
+        rows += [_nccl_row("vidur", system, "allreduce", float(size), ms * 1e-3, False)
+                 for size, ms in zip(df["size"], df["time_stats.all_reduce.median"],
+                                     strict=True)]
+    return rows
+
+
+def _azure_nccl(root: Path, min_bytes: float) -> list[dict]:
+    """Azure AI benchmarking guide: nccl-tests all-reduce bus bandwidth on 8 GPUs of a VM,
+    turned into seconds (t = 2 (n - 1) / n S / busbw)."""
+    path = root / "azure_ai_benchmarking_guide" / "nccl_allreduce_busbw_8gpu.csv"
+    if not path.is_file():
+        return []
+    df = pd.read_csv(path)
+    df = df[df["size_bytes_inferred"] >= min_bytes]
+    rows = []
+    for device, size, busbw in zip(df["device"], df["size_bytes_inferred"], df["busbw_GBps"],
+                                   strict=True):
+        if device in _AZURE_SYSTEMS:
+            seconds = 2 * 7 / 8 * size / (busbw * 1e9)
+            rows.append(_nccl_row("azure", load_system(_AZURE_SYSTEMS[device]), "allreduce",
+                                  float(size), seconds, False))
+    return rows
+
+
+def _aiconfigurator_nccl(root: Path, min_bytes: float) -> list[dict]:
     rows = []
     for prefix, name in _NCCL_SYSTEMS.items():
         path = root / "aiconfigurator" / f"{prefix}_nccl.csv"
@@ -56,14 +115,11 @@ def nccl_errors(root: Path, min_bytes: float = 2**20) -> pd.DataFrame:
         df = pd.read_csv(path)
         df = df[(df["num_gpus"] == 8) & (df["message_bytes"] >= min_bytes)
                 & df["op_name"].isin(list(_NCCL_KINDS))]
-        gpus = tuple(range(8))
-        for op, size, ms in zip(df["op_name"], df["message_bytes"], df["latency_ms"],
-                                strict=True):
-            plan = collective_plan(system, _NCCL_KINDS[op], float(size), gpus, A100_FIT)
-            rows.append({"system": name, "collective": _NCCL_KINDS[op], "bytes": float(size),
-                         "algorithm": plan.algorithm, "predicted_s": plan.alone_s,
-                         "measured_s": ms * 1e-3, "fit_data": prefix == "a100_sxm"})
-    return pd.DataFrame(rows)
+        rows += [_nccl_row("aiconfigurator", system, _NCCL_KINDS[op], float(size), ms * 1e-3,
+                           prefix == "a100_sxm")
+                 for op, size, ms in zip(df["op_name"], df["message_bytes"], df["latency_ms"],
+                                         strict=True)]
+    return rows
 
 
 @functools.lru_cache(maxsize=16)
@@ -193,16 +249,17 @@ def run_cluster_validation(data_dir: str | Path | None = None, *,
                                measured_s=1 / megatron.published_tflops_per_gpu)
     held = nccl[~nccl.fit_data]
     targets = [
-        *({"target": "NCCL collectives, 8 GPUs, >= 1 MiB", "group": name,
+        *({"target": "NCCL collectives, 8 GPUs, >= 1 MiB", "group": f"{source} {system}",
            "value": float(s.median_ape), "bound": TARGETS["nccl_8gpu"],
            "met": bool(s.median_ape <= TARGETS["nccl_8gpu"])}
-          for name, s in summary(held, ["system"]).set_index("system").iterrows()),
+          for (source, system), s in summary(held, ["source", "system"]).set_index(
+              ["source", "system"]).iterrows()),
         _target("NeuSight 4-GPU GPT-2-Large dp4/tp4/pp4", neusight, "neusight_4gpu"),
         _target("Megatron-LM SC'21 TFLOP/s per GPU", megatron, "megatron_throughput"),
     ]
     return {
         "targets": targets,
-        "nccl": _records(summary(nccl, ["system", "fit_data", "collective"])),
+        "nccl": _records(summary(nccl, ["source", "system", "fit_data", "collective"])),
         "neusight": _records(neusight.assign(error=neusight.predicted_s / neusight.measured_s - 1)),
         "megatron": _records(megatron.drop(columns=["predicted_s", "measured_s"]).assign(
             error=megatron.predicted_tflops_per_gpu / megatron.published_tflops_per_gpu - 1)),
@@ -231,9 +288,10 @@ def cluster_results_markdown(results: dict) -> str:
     lines += [f"| {t['target']} | {t['group']} | {100 * t['value']:.1f}% | "
               f"{100 * t['bound']:.0f}% | {'met' if t['met'] else 'NOT met'} |"
               for t in results["targets"]]
-    lines += ["", "| system | collective | n | median APE | p90 | bias | split |",
-              "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['system']} | {r['collective']} | {r['n']} | {100 * r['median_ape']:.1f}% | "
+    lines += ["", "| source | system | collective | n | median APE | p90 | bias | split |",
+              "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['source']} | {r['system']} | {r['collective']} | {r['n']} | "
+              f"{100 * r['median_ape']:.1f}% | "
               f"{100 * r['p90_ape']:.1f}% | {pct(r['median_bias'])} | "
               f"{'fit (A100)' if r['fit_data'] else 'held out'} |" for r in results["nccl"]]
     lines += ["", "| NeuSight device | variant | global batch | predicted | measured | error |",
