@@ -8,8 +8,8 @@ on A100 single-GPU and 8-GPU NCCL rows of AIConfigurator; see docs/gpu-validatio
    ``network/*_dgx/all_reduce.csv`` (NCCL kernel time) and the Azure guide's all-reduce bus
    bandwidth (NCCL 2.18-2.20), each over all 8 GPUs of a DGX node spec. AIConfigurator's A100
    rows are the fit's own data (reported, marked); everything else is held out. The L40S node
-   is left out: its measured bus bandwidth (1.5-2 GB/s on 8 GPUs, 20 GB/s on 2) says its GPUs talk through
-   host memory on that machine, which a PCIe spec alone cannot tell.
+   is left out: its measured bus bandwidth (1.5-2 GB/s on 8 GPUs, 20 GB/s on 2) says its GPUs
+   talk through host memory on that machine, which a PCIe spec alone cannot tell.
 2. **NeuSight 4-GPU GPT-2-Large training** (``neusight/e2e_latency.csv``, variants dp4 / tp4 /
    pp4_1: Megatron-LM through HF Accelerate, fp32, seq 1024, ``batch`` = global batch): the
    model captured on fake tensors, split by the parallel transforms, simulated on 4 GPUs of a
