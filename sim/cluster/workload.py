@@ -9,8 +9,9 @@ stands for all ``tp * dp`` ranks of its stage (section "Symmetry" of ``docs/para
 Legend: t tensor-parallel degree, p pipeline stages, d data-parallel degree, e expert-parallel
 degree, M micro-batches per iteration.
 
-A stage's program has three op lists, each a valid trace fragment (unique ids across the whole
-workload, deps only on earlier ops of the same list or, for ``backward``, of ``forward``):
+A stage's program has three op lists (unique ids across the whole workload; an op depends on
+earlier ops of its own list, a ``backward`` op also on ``forward`` ops, a ``step`` op also on
+``backward`` and ``forward`` ops, which the simulator maps to the last micro-batch):
 
 - ``forward``: one micro-batch's forward on this stage. If the stage is not the first, its first op
   is a ``send_recv`` op with ``attrs["direction"] == "recv"`` (the activation from stage - 1);
