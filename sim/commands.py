@@ -182,6 +182,9 @@ def _simulate(args: argparse.Namespace) -> None:
         if args.hw:
             raise InputError("give --hw (devices) or --system (a parallel run), not both",
                              field="--system")
+        if args.cost_model == "measured":
+            raise InputError("the measured cost model replays this machine's per-op times; "
+                             "a system's GPUs need calibrated or roofline", field="--cost-model")
         from sim.cluster.commands import simulate_system
 
         return simulate_system(args, COST_MODELS[args.cost_model]())

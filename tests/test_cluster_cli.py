@@ -120,6 +120,9 @@ def test_simulate_needs_hw_or_system(capsys, train_trace):
     assert code == 2 and "not both" in err
     code, _, err = _run(capsys, "simulate", train_trace, "--system", "dgx-h1000")
     assert code == 2 and "did you mean" in err
+    code, _, err = _run(capsys, "simulate", train_trace, "--system", TOY_SYSTEM, "--cost-model",
+                        "measured")
+    assert code == 2 and "--cost-model" in err
 
 
 def test_simulate_system_absurd_microbatches(capsys, train_trace):
