@@ -97,14 +97,14 @@ def expand(workload: ParallelWorkload,
     actors = list(actors) if actors is not None else [(s, s) for s in range(p)]
     peer = peer or (lambda actor, stage: stage)
     lists = [_variants(st) for st in stages]
-    orders = [chunk_order(plan.schedule, s, p, M, bool(st.backward)) + [("S", 0)]
-              for s, st in enumerate(stages)]
     total = sum(M * (len(lists[s]["F"]) + len(lists[s]["B"])) + len(lists[s]["S"])
                 for _, s in actors)
-    if total > MAX_INSTANCES:
+    if total > MAX_INSTANCES:  # before anything grows with M
         raise InputError(f"absurd size: {total:,} op instances to simulate (at most "
                          f"{MAX_INSTANCES:,}); use fewer micro-batches or ranks",
                          field="--microbatches")
+    orders = [chunk_order(plan.schedule, s, p, M, bool(st.backward)) + [("S", 0)]
+              for s, st in enumerate(stages)]
     base: dict[tuple[int, str, int], int] = {}  # (actor, chunk kind, micro-batch) -> first id
     next_id = 0
     for a, (_, s) in enumerate(actors):
