@@ -144,6 +144,8 @@ def _add_parallel(p: argparse.ArgumentParser) -> None:
     g.add_argument("--microbatches", type=int, default=1,
                    help="micro-batches per iteration; the trace is one micro-batch")
     g.add_argument("--schedule", default="1f1b", choices=("1f1b", "gpipe"))
+    g.add_argument("--virtual-stages", type=int, default=1,
+                   help="model chunks per pipeline stage: Megatron's interleaved 1F1B (default 1)")
     g.add_argument("--sp", dest="sequence_parallel", action="store_true",
                    help="sequence parallelism with TP (reduce-scatter / all-gather)")
     g.add_argument("--zero", type=int, default=0, choices=(0, 1, 2, 3),

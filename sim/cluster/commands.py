@@ -35,7 +35,7 @@ def simulate_system(args: argparse.Namespace, model) -> None:
     plan = ParallelPlan(tp=args.tp, pp=args.pp, dp=args.dp, ep=args.ep,
                         microbatches=args.microbatches, schedule=args.schedule,
                         sequence_parallel=args.sequence_parallel, zero=args.zero,
-                        recompute=args.recompute)
+                        recompute=args.recompute, virtual_stages=args.virtual_stages)
     trace = read_trace(args.trace)
     if args.fuse:
         from sim.fusion import fuse_elementwise

@@ -5,7 +5,8 @@ A stage's static bytes (weights, gradients, optimizer state: per rank, after ten
 ZeRO sharding) come from the transform (:class:`~sim.cluster.workload.StageProgram`); activations
 are per micro-batch in flight. The schedule fixes how many are in flight at the peak (Narayanan et
 al. SC'21, sec. 2.2): GPipe keeps all M; 1F1B keeps min(p - s, M) on stage s (stage 0 holds the
-most); inference keeps one. KV cache (prefill / decode) is held as is. The peak is the sum: the
+most); the interleaved 1F1B keeps its warm-up chunk passes; inference keeps one
+(:func:`in_flight`). KV cache (prefill / decode) is held as is. The peak is the sum: the
 allocator's fragmentation and the framework's workspace (cuBLAS, NCCL buffers) are not modeled,
 so a stage above ``HEADROOM`` of the device's memory is reported as at risk.
 """
@@ -58,24 +59,31 @@ class StageMemory:
                 "capacity_bytes": self.capacity_bytes, "verdict": self.verdict}
 
 
-def in_flight(schedule: str, stage: int, stages: int, microbatches: int, train: bool) -> int:
+def in_flight(plan, stage: int, train: bool) -> int:
+    """Micro-batches (chunk passes with virtual stages) whose activations device ``stage``
+    holds at its peak: GPipe M, 1F1B min(p - s, M), interleaved 1F1B its warm-up forwards
+    (p - s - 1) 2 + (v - 1) p plus one, at most M v; inference 1."""
+    p, v, M = plan.pp, plan.virtual_stages, plan.microbatches
     if not train:
         return 1
-    if schedule == "gpipe":
-        return microbatches
-    return min(stages - stage, microbatches)
+    if plan.schedule == "gpipe":
+        return M
+    if v > 1:
+        return min((p - stage - 1) * 2 + (v - 1) * p + 1, M * v)
+    return min(p - stage, M)
 
 
 def memory_report(workload: ParallelWorkload, capacity_bytes: float) -> list[StageMemory]:
-    plan, stages = workload.plan, workload.stages
+    """Per device stage: the static parts of the model chunks it holds, plus activations of
+    one chunk (their mean) per pass in flight."""
+    plan, chunks = workload.plan, workload.stages
     report = []
-    for st in stages:
-        mem = st.memory_bytes
-        flight = in_flight(plan.schedule, st.stage, len(stages), plan.microbatches,
-                           bool(st.backward))
-        parts = {k: float(mem.get(k, 0.0)) for k in PARTS}
-        parts["activations"] *= flight
-        report.append(StageMemory(st.stage, parts, flight, capacity_bytes))
+    for s in range(plan.pp):
+        mine = chunks[s::plan.pp]
+        flight = in_flight(plan, s, bool(mine[0].backward))
+        parts = {k: sum(float(c.memory_bytes.get(k, 0.0)) for c in mine) for k in PARTS}
+        parts["activations"] *= flight / len(mine)
+        report.append(StageMemory(s, parts, flight, capacity_bytes))
     return report
 
 

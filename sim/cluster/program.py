@@ -25,7 +25,8 @@ from sim.cluster.workload import ParallelWorkload, StageProgram
 from sim.errors import InputError
 from sim.trace import Op
 
-__all__ = ["Inst", "Program", "expand", "chunk_order", "P2P_STREAM", "MAX_INSTANCES"]
+__all__ = ["Inst", "Program", "expand", "chunk_order", "interleaved_order", "device_order",
+           "P2P_STREAM", "MAX_INSTANCES"]
 
 #: Pipeline sends run on their own stream, so a stage's compute does not wait for the transfer
 #: (Megatron-LM posts them with ``torch.distributed.batch_isend_irecv``).
@@ -61,7 +62,7 @@ class Inst:
 @dataclass(frozen=True)
 class Program:
     """All instances of all simulated ranks (the representatives: rank = stage index), in each
-    rank's issue order; ``stage_ops[s]`` lists the template ops of stage s (for costing)."""
+    rank's issue order; ``stage_ops[k]`` lists the template ops of model chunk k (for costing)."""
 
     insts: list[Inst]
     stage_ops: tuple[tuple[Op, ...], ...]
@@ -84,47 +85,87 @@ def chunk_order(schedule: str, stage: int, stages: int, microbatches: int,
     return order + [("B", m) for m in range(M - warm, M)]
 
 
+def interleaved_order(stage: int, stages: int, chunks_per_device: int,
+                      microbatches: int) -> list[tuple[int, str, int]]:
+    """(model chunk, F|B, micro-batch) in the order device ``stage`` issues them under
+    Megatron-LM's interleaved 1F1B (``forward_backward_pipelining_with_interleaving``): warm-up
+    forwards (p - s - 1) 2 + (v - 1) p, then one forward and one backward, then the drain;
+    forward step i runs chunk (i // p) mod v of micro-batch (i // (p v)) p + i mod p, backward
+    steps visit the chunks in reverse."""
+    p, v, M = stages, chunks_per_device, microbatches
+    total = M * v
+
+    def step(i: int, kind: str) -> tuple[int, str, int]:
+        j = (i // p) % v
+        m = (i // (p * v)) * p + i % p
+        return (stage + (j if kind == "F" else v - 1 - j) * p, kind, m)
+
+    warm = min((p - stage - 1) * 2 + (v - 1) * p, total)
+    order = [step(i, "F") for i in range(warm)]
+    for t in range(total - warm):
+        order += [step(warm + t, "F"), step(t, "B")]
+    return order + [step(i, "B") for i in range(total - warm, total)]
+
+
+def device_order(plan, stage: int, has_backward: bool) -> list[tuple[int, str, int]]:
+    """Every (model chunk, F|B|S, micro-batch) device ``stage`` issues, in order: the schedule's
+    chunks, then each of its chunks' step (optimizer) once."""
+    p, v, M = plan.pp, plan.virtual_stages, plan.microbatches
+    if v == 1:
+        order = [(stage, kind, m) for kind, m in
+                 chunk_order(plan.schedule, stage, p, M, has_backward)]
+    elif has_backward:
+        order = interleaved_order(stage, p, v, M)
+    else:  # inference: each micro-batch's forward through the device's chunks in turn
+        order = [(stage + j * p, "F", m) for m in range(M) for j in range(v)]
+    return order + [(stage + j * p, "S", 0) for j in range(v)]
+
+
 def expand(workload: ParallelWorkload,
            actors: Sequence[tuple[int, int]] | None = None,
            peer: Callable[[int, int], int] | None = None) -> Program:
     """Number and link every instance of every actor (module doc).
 
-    ``actors`` lists (rank, stage) of the ranks to simulate, default one per stage (rank =
-    stage index, the representatives); ``peer(actor, stage)`` is the index of the actor that a
-    ``recv`` of ``actor`` from ``stage`` pairs with (default: that stage's actor)."""
-    plan, stages = workload.plan, workload.stages
-    M, p = plan.microbatches, len(stages)
+    ``actors`` lists (rank, device stage) of the ranks to simulate, default one per stage
+    (rank = stage index, the representatives); ``peer(actor, stage)`` is the index of the actor
+    that a ``recv`` of ``actor`` pairs with on device stage ``stage`` (default: that stage's
+    actor). Model chunk k (``workload.stages[k]``) runs on device stage k mod p."""
+    plan, chunks = workload.plan, workload.stages
+    M, p = plan.microbatches, plan.pp
+    if len(chunks) != plan.chunks:
+        raise InputError(f"{len(chunks)} stage programs for {plan.chunks} model chunks",
+                         field="stages")
     actors = list(actors) if actors is not None else [(s, s) for s in range(p)]
     peer = peer or (lambda actor, stage: stage)
-    lists = [_variants(st) for st in stages]
-    total = sum(M * (len(lists[s]["F"]) + len(lists[s]["B"])) + len(lists[s]["S"])
-                for _, s in actors)
+    lists = [_variants(st) for st in chunks]
+    total = sum(M * (len(lists[k]["F"]) + len(lists[k]["B"])) + len(lists[k]["S"])
+                for _, s in actors for k in range(s, len(chunks), p))
     if total > MAX_INSTANCES:  # before anything grows with M
         raise InputError(f"absurd size: {total:,} op instances to simulate (at most "
                          f"{MAX_INSTANCES:,}); use fewer micro-batches or ranks",
                          field="--microbatches")
-    orders = [chunk_order(plan.schedule, s, p, M, bool(st.backward)) + [("S", 0)]
-              for s, st in enumerate(stages)]
-    base: dict[tuple[int, str, int], int] = {}  # (actor, chunk kind, micro-batch) -> first id
+    has_backward = bool(chunks[0].backward)
+    orders = [device_order(plan, s, has_backward) for s in range(p)]
+    base: dict[tuple[int, int, str, int], int] = {}  # (actor, chunk, kind, micro-batch) -> id
     next_id = 0
     for a, (_, s) in enumerate(actors):
-        for kind, m in orders[s]:
-            base[(a, kind, m)] = next_id
-            next_id += len(_chunk_ops(lists[s], kind, m, M))
+        for k, kind, m in orders[s]:
+            base[(a, k, kind, m)] = next_id
+            next_id += len(_chunk_ops(lists[k], kind, m, M))
     insts: list[Inst] = []
     for a, (rank, s) in enumerate(actors):
-        for kind, m in orders[s]:
-            ops = _chunk_ops(lists[s], kind, m, M)
+        for k, kind, m in orders[s]:
+            ops = _chunk_ops(lists[k], kind, m, M)
             variant = "B_last" if kind == "B" and m == M - 1 else kind
-            bases = {dk: base.get((a, dk, 0 if dk == "S" else (M - 1 if kind == "S" else m)))
+            bases = {dk: base.get((a, k, dk, 0 if dk == "S" else (M - 1 if kind == "S" else m)))
                      for dk in ("F", "B", "S")}
-            for op, rel in zip(ops, lists[s]["rel"][variant], strict=True):
+            for op, rel in zip(ops, lists[k]["rel"][variant], strict=True):
                 deps = [bases[dk] + pos for dk, pos in rel]
                 if _direction(op) == "recv":
-                    deps.append(_matching_send(op, kind, m, M, a, s, base, lists, p, peer))
+                    deps.append(_matching_send(op, kind, m, M, a, k, base, lists, p, peer))
                 stream = P2P_STREAM if _direction(op) == "send" else op.stream
                 insts.append(Inst(len(insts), tuple(deps), rank, stream, op, m))
-    return Program(insts, tuple(lists[s]["all"] for s in range(p)), M)
+    return Program(insts, tuple(lists[k]["all"] for k in range(len(chunks))), M)
 
 
 def _variants(stage: StageProgram) -> dict:
@@ -175,18 +216,20 @@ def _relative_deps(ops: Sequence[Op], kind: str, where: dict, pos: dict,
     return rel
 
 
-def _matching_send(op: Op, kind: str, m: int, M: int, actor: int, s: int, base: dict,
+def _matching_send(op: Op, kind: str, m: int, M: int, actor: int, k: int, base: dict,
                    lists: list, p: int, peer) -> int:
-    stage = int(op.attrs.get("peer", s - 1 if kind == "F" else s + 1))
-    if not 0 <= stage < p or stage == s:
-        raise InputError(f"recv op {op.id} of stage {s} names peer {stage}", field="attrs.peer")
-    peer_ops = _chunk_ops(lists[stage], kind, m, M)
+    """The id of the send that ``op`` (a recv of chunk ``k``) waits for: the neighbouring
+    chunk's, on the device that holds it."""
+    other = int(op.attrs.get("peer", k - 1 if kind == "F" else k + 1))
+    if not 0 <= other < len(lists) or other == k:
+        raise InputError(f"recv op {op.id} of stage {k} names peer {other}", field="attrs.peer")
+    peer_ops = _chunk_ops(lists[other], kind, m, M)
     sends = [i for i, o in enumerate(peer_ops) if _direction(o) == "send"
-             and int(o.attrs.get("peer", s)) == s]
+             and int(o.attrs.get("peer", k)) == k]
     if not sends:
-        raise InputError(f"stage {stage} has no send to stage {s} for recv op {op.id}",
+        raise InputError(f"stage {other} has no send to stage {k} for recv op {op.id}",
                          field="attrs.peer")
-    return base[(peer(actor, stage), kind, m)] + sends[0]
+    return base[(peer(actor, other % p), other, kind, m)] + sends[0]
 
 
 def _direction(op: Op) -> str | None:

@@ -17,7 +17,9 @@ def format_cluster_report(r: ClusterResult, *, top_links: int = 4) -> str:
     lines = [
         f"{_workload_name(r)} on {r.system} ({r.world} x {r.device}): TP{p['tp']} x PP{p['pp']} x "
         f"DP{p['dp']}{' x EP' + str(p['ep']) if p['ep'] > 1 else ''}, {p['microbatches']} "
-        f"micro-batch(es), {p['schedule']}{', SP' if p['sequence_parallel'] else ''}"
+        f"micro-batch(es), {p['schedule']}"
+        f"{' interleaved x' + str(p['virtual_stages']) if p['virtual_stages'] > 1 else ''}"
+        f"{', SP' if p['sequence_parallel'] else ''}"
         f"{', ZeRO-' + str(p['zero']) if p['zero'] else ''}"
         f"{', full recompute' if p['recompute'] else ''}",
         f"T = {fq(r.total_s, 's')} per iteration   {r.tokens_per_s:,.0f} tokens/s   "

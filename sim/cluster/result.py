@@ -89,9 +89,9 @@ def summarize(workload: ParallelWorkload, system, layout: Layout, insts: Sequenc
     by_rank: dict[int, list[int]] = defaultdict(list)
     for i, inst in enumerate(insts):
         by_rank[inst.rank].append(i)
-    ranks = summary_ranks or list(range(len(workload.stages)))
+    ranks = summary_ranks or list(range(plan.pp))
     stages = [_stage_summary(s, by_rank[ranks[s]], insts, tl, path, total)
-              for s in range(len(workload.stages))]
+              for s in range(plan.pp)]
     dtype = _dominant_dtype(insts)
     peak = system.device.compute.matrix_peak(dtype)
     world = plan.world
@@ -107,7 +107,7 @@ def summarize(workload: ParallelWorkload, system, layout: Layout, insts: Sequenc
         plan={"tp": plan.tp, "pp": plan.pp, "dp": plan.dp, "ep": plan.ep,
               "microbatches": plan.microbatches, "schedule": plan.schedule,
               "sequence_parallel": plan.sequence_parallel, "zero": plan.zero,
-              "recompute": plan.recompute},
+              "recompute": plan.recompute, "virtual_stages": plan.virtual_stages},
         stages=stages, links=links, memory=memory, mfu=model_flops / denominator,
         hfu=executed / denominator, tokens_per_s=tokens / total if total > 0 else 0.0,
         model_flops=model_flops, num_instances=len(insts),

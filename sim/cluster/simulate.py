@@ -54,7 +54,7 @@ def simulate_parallel(workload: ParallelWorkload, system, *, cost_model: CostMod
     if not allow_oom:
         check_fits(memory, system.device.name)
     if symmetric:
-        actors = [(layout.representative(s), s) for s in range(len(workload.stages))]
+        actors = [(layout.representative(s), s) for s in range(workload.plan.pp)]
         program = expand(workload)
     else:
         actors = [(r, layout.coordinates(r)[2]) for r in range(workload.plan.world)]
@@ -93,7 +93,7 @@ def simulate_parallel(workload: ParallelWorkload, system, *, cost_model: CostMod
     path = critical_path(insts, costs, timeline)
     keep = records if records is not None else len(insts) <= RECORDS_LIMIT
     summary_ranks = [layout.representative(s) if not symmetric else s
-                     for s in range(len(workload.stages))]
+                     for s in range(workload.plan.pp)]
     return summarize(workload, system, layout, insts, costs, timeline, path, memory,
                      engine.network.usage(), keep_records=keep, summary_ranks=summary_ranks,
                      simulated_ranks=len(actors), wall_s=time.perf_counter() - wall)
@@ -111,9 +111,10 @@ def _plan(op: Op, stage: int, layout: Layout, system, params: GpuParams,
         if direction != "send":
             raise InputError(f"send_recv op {op.id} has direction {direction!r}; "
                              "one of send, recv", field="attrs.direction")
-        peer = int(attrs.get("peer", stage + 1))
+        peer = int(attrs.get("peer", stage + 1))  # a model chunk: on device chunk mod p
         i_tp, i_dp, _ = layout.coordinates(me)
-        return p2p_plan(system, me, layout.rank(i_tp, i_dp, peer), size, params)
+        return p2p_plan(system, me, layout.rank(i_tp, i_dp, peer % layout.plan.pp), size,
+                        params)
     kind = attrs.get("collective", attrs.get("kind", "allreduce"))
     gpus = layout.group_of(str(attrs.get("group", "tp")), me)
     if algo is None:

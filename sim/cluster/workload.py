@@ -55,7 +55,10 @@ class ParallelPlan:
     (Megatron's distributed optimizer: reduce-scatter gradients, all-gather parameters), 2 = and
     gradients, 3 = and parameters (FSDP: all-gather weights before each layer's forward and
     backward). ``recompute``: full activation recomputation (a layer keeps only its input; its
-    forward runs again before its backward).
+    forward runs again before its backward). ``virtual_stages`` v > 1: Megatron-LM's interleaved
+    1F1B schedule (Narayanan et al. SC'21, sec. 2.2.2): the layers form p v model chunks and
+    device s holds chunks s, s + p, ..., s + (v - 1) p, which cuts the bubble by v for v times
+    the pipeline messages; micro-batches must be a multiple of p.
     """
 
     tp: int = 1
@@ -68,20 +71,34 @@ class ParallelPlan:
     zero: int = 0
     recompute: bool = False
     bucket_bytes: float = 25 * 2**20  # PyTorch DDP default bucket_cap_mb = 25
+    virtual_stages: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("tp", "pp", "dp", "ep", "microbatches"):
+        for name in ("tp", "pp", "dp", "ep", "microbatches", "virtual_stages"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise InputError(f"must be a positive integer, got {value!r}", field=f"--{name}")
         if self.schedule not in SCHEDULES:
             raise InputError(f"unknown schedule {self.schedule!r}; one of {', '.join(SCHEDULES)}",
                              field="--schedule")
+        if self.virtual_stages > 1:
+            if self.pp < 2 or self.schedule != "1f1b":
+                raise InputError("virtual stages interleave a 1F1B pipeline: they need --pp >= 2 "
+                                 "and --schedule 1f1b", field="--virtual-stages")
+            if self.microbatches % self.pp:
+                raise InputError(f"the interleaved schedule needs micro-batches in multiples of "
+                                 f"the {self.pp} stages, got {self.microbatches}",
+                                 field="--microbatches")
         if self.zero not in (0, 1, 2, 3):
             raise InputError(f"ZeRO stage must be 0-3, got {self.zero!r}", field="--zero")
         if self.dp % self.ep and self.ep > 1:
             raise InputError(f"expert parallel {self.ep} must divide data parallel {self.dp} "
                              "(experts are sharded over data-parallel ranks)", field="--ep")
+
+    @property
+    def chunks(self) -> int:
+        """Model chunks the layers are cut into: p v (p without interleaving)."""
+        return self.pp * self.virtual_stages
 
     @property
     def world(self) -> int:
@@ -106,7 +123,8 @@ class StageProgram:
 
 @dataclass(frozen=True)
 class ParallelWorkload:
-    """Per-stage programs of a parallel run plus ``meta``: the source trace's meta and
+    """Per-chunk programs of a parallel run (one per pipeline stage; ``plan.chunks`` of them
+    with virtual stages, chunk k on device k mod p) plus ``meta``: the source trace's meta and
     ``model_flops`` (FLOP of one iteration of the whole model over all ranks, without
     recomputation: what MFU counts), ``tokens`` per iteration, ``params``."""
 

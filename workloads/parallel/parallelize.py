@@ -59,7 +59,7 @@ def parallelize(trace: Trace, plan: ParallelPlan) -> ParallelWorkload:
         next_id=next_id)
     dtype = _model_dtype(trace)
     programs = []
-    for s, ops in enumerate(split_stages(forward, backward, step, plan.pp, next_id)):
+    for s, ops in enumerate(_split(forward, backward, step, plan, next_id)):
         if plan.ep > 1:
             from workloads.parallel.expert import apply_expert_parallel
 
@@ -117,3 +117,15 @@ def _meta(trace: Trace, plan: ParallelPlan) -> dict[str, object]:
         "tokens": tokens * replicas if isinstance(tokens, int | float) else None,
         "params": trace.meta.get("params"),
     }
+
+
+def _split(forward, backward, step, plan: ParallelPlan, next_id) -> list:
+    """The model chunks: p stages, or p v with virtual stages (chunk k on device k mod p)."""
+    try:
+        return split_stages(forward, backward, step, plan.chunks, next_id)
+    except InputError as exc:
+        if plan.virtual_stages == 1:
+            raise
+        raise InputError(f"{plan.pp} stages x {plan.virtual_stages} virtual stages = "
+                         f"{plan.chunks} model chunks: {exc.message}",
+                         field="--virtual-stages") from None
