@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_interop(sub)
     _add_simulate(sub)
     _add_op(sub)
+    _add_sweep(sub)
     _add_bench(sub)
     _add_calibrate(sub)
     _add_validate(sub)
@@ -176,6 +177,37 @@ def _add_op(sub) -> None:
     p.add_argument("--algo", choices=("ring", "tree", "nvls"),
                    help="collectives on a system spec: force one algorithm")
     p.add_argument("--json", help="write t_pre_s, t_calc_s, t_post_s, total_s, bound here")
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"expected non-negative integers, got {text!r}")
+    return values
+
+
+def _add_sweep(sub) -> None:
+    p = sub.add_parser("sweep", help="simulate every TP x PP x DP layout of a trace on a system "
+                       "and rank them by tokens/s (capacity planning)")
+    p.add_argument("trace", help="one micro-batch of the model (tksim capture)")
+    p.add_argument("--system", required=True, help="system spec (tksim specs list)")
+    p.add_argument("--nodes", type=int, help="resize the system to N nodes")
+    p.add_argument("--global-batch", type=int, required=True,
+                   help="sequences per iteration over all data-parallel ranks")
+    p.add_argument("--tp", type=_int_list, default=[1, 2, 4, 8], help="TP degrees to try")
+    p.add_argument("--pp", type=_int_list, default=[1, 2, 4, 8], help="PP degrees to try")
+    p.add_argument("--zero", type=_int_list, default=[0, 1], help="ZeRO stages to try")
+    p.add_argument("--recompute", default="both", choices=("no", "yes", "both"))
+    p.add_argument("--fuse", action="store_true", help="fused elementwise kernels")
+    _add_cost_model(p)
+    p.add_argument("--top", type=int, default=10, help="rows to print")
+    p.add_argument("--json", help="write every row here")
+    p.add_argument("--csv", help="write every row here (CSV)")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
 
 
 def _add_bench(sub) -> None:

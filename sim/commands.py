@@ -24,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
         "import": _import,
         "export": _export,
         "op": _op,
+        "sweep": _sweep,
         "bench": _bench,
         "validate": _validate,
         "calibrate": _calibrate,
@@ -267,6 +268,15 @@ def _op(args: argparse.Namespace) -> None:
                 "cost_model": args.cost_model,
                 "flops": op.flops, "bytes": op.bytes_total, "attrs": dict(op.attrs)}
         write_atomic(args.json, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+# -- sweep -------------------------------------------------------------------------------------
+def _sweep(args: argparse.Namespace) -> None:
+    from sim.cluster.commands import sweep_system
+    from sim.cost import COST_MODELS
+
+    _workloads()  # the parallel transforms
+    sweep_system(args, COST_MODELS[args.cost_model]())
 
 
 # -- bench -------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from sim.cluster.comm import collective_options
 from sim.cluster.system import SystemSpec, load_system
@@ -14,7 +15,8 @@ from sim.errors import InputError
 from sim.files import write_atomic
 from sim.units import format_quantity
 
-__all__ = ["simulate_system", "collective_op", "load_sized_system", "ALGORITHMS"]
+__all__ = ["simulate_system", "sweep_system", "collective_op", "load_sized_system",
+           "ALGORITHMS"]
 
 ALGORITHMS = ("ring", "tree", "nvls")
 
@@ -63,6 +65,79 @@ def simulate_system(args: argparse.Namespace, model) -> None:
     if args.csv:
         write_atomic(args.csv, result.records.to_csv(index=False))
         print(f"wrote csv: {args.csv}")
+
+
+def sweep_system(args: argparse.Namespace, model) -> None:
+    """``tksim sweep TRACE --system NAME --global-batch B``: rank every layout."""
+    from sim.cluster.sweep import candidate_plans, sweep_layouts
+    from sim.trace import read_trace
+
+    _check_writable(args.json, args.csv)
+    if args.global_batch < 1:
+        raise InputError(f"must be >= 1, got {args.global_batch}", field="--global-batch")
+    if args.top < 1:
+        raise InputError(f"must be >= 1, got {args.top}", field="--top")
+    system = load_sized_system(args.system, args.nodes)
+    trace = read_trace(args.trace)
+    if args.fuse:
+        from sim.fusion import fuse_elementwise
+
+        trace = fuse_elementwise(trace)
+    micro = int(trace.meta.get("batch") or 1)
+    recompute = {"no": [False], "yes": [True], "both": [False, True]}[args.recompute]
+    candidates = candidate_plans(system.num_gpus, args.global_batch, micro, tp=args.tp,
+                                 pp=args.pp, zero=args.zero, recompute=recompute)
+    if not candidates:
+        raise InputError(f"no TP x PP from {args.tp} x {args.pp} divides the system's "
+                         f"{system.num_gpus} GPUs", field="--tp/--pp")
+    rows = sweep_layouts(trace, system, _parallelize(), candidates, cost_model=model,
+                         progress=_progress(args.progress, len(candidates)))
+    print(_sweep_table(rows, system, args.global_batch, micro, args.top))
+    data = [r.to_dict() for r in rows]
+    if args.json:
+        write_atomic(args.json, json.dumps(data, indent=2, sort_keys=True) + "\n")
+        print(f"wrote json: {args.json}")
+    if args.csv:
+        import pandas as pd
+
+        write_atomic(args.csv, pd.DataFrame(data).to_csv(index=False))
+        print(f"wrote csv: {args.csv}")
+
+
+def _progress(enabled: bool, total: int):
+    def wrap(items):
+        from tqdm.auto import tqdm
+
+        return tqdm(items, total=total, desc="sweep", unit="layout", disable=not enabled,
+                    file=sys.stderr)
+    return wrap
+
+
+def _sweep_table(rows, system, global_batch: int, micro: int, top: int) -> str:
+    fq = format_quantity
+    ok = [r for r in rows if r.status == "ok"]
+    lines = [f"{len(rows)} layouts of {system.num_gpus} GPUs ({system.name}), global batch "
+             f"{global_batch} = dp x micro-batches x {micro}: {len(ok)} simulated, "
+             f"{sum(r.status == 'out of memory' for r in rows)} out of memory, "
+             f"{sum(r.status == 'invalid' for r in rows)} invalid", "",
+             f"{'TPxPPxDP':>10} {'M':>4} {'ZeRO':>4} {'recomp':>6} {'T':>10} {'tokens/s':>11} "
+             f"{'MFU':>6} {'bubble':>7} {'exposed':>10} {'peak mem':>9}"]
+    for r in ok[:top]:
+        p, f = r.plan, r.figures
+        lines.append(f"{f'{p.tp}x{p.pp}x{p.dp}':>10} {p.microbatches:>4} {p.zero:>4} "
+                     f"{'yes' if p.recompute else 'no':>6} {fq(f['total_s'], 's'):>10} "
+                     f"{f['tokens_per_s']:>11,.0f} {f['mfu']:>6.1%} "
+                     f"{f['bubble_fraction']:>7.1%} {fq(f['exposed_comm_s'], 's'):>10} "
+                     f"{fq(f['peak_bytes'], 'B'):>9}{' *' if f['verdict'] == 'at risk' else ''}")
+    if any(r.figures.get("verdict") == "at risk" for r in ok[:top]):
+        lines.append("  * above 90 % of device memory: at risk (allocator, workspaces)")
+    skipped = [r for r in rows if r.status != "ok"][:top]
+    if skipped:
+        lines += ["", "not simulated:"]
+        lines += [f"  {r.plan.tp}x{r.plan.pp}x{r.plan.dp} ZeRO {r.plan.zero} "
+                  f"recompute {'yes' if r.plan.recompute else 'no'}: {r.status}: {r.reason}"
+                  for r in skipped]
+    return "\n".join(lines)
 
 
 def _parallelize():
