@@ -121,6 +121,8 @@ def _add_simulate(sub) -> None:
     _add_cost_model(p, measured=True)
     p.add_argument("--fuse", action="store_true", help="run chains of elementwise and "
                    "reduction ops as one kernel each (fused kernels, torch.compile)")
+    p.add_argument("--cuda-graphs", action="store_true", help="GPU: launch the step as CUDA "
+                   "graphs (serving engines): one launch instead of a dispatch per op")
     _add_parallel(p)
     p.add_argument("--kv-cache", default="trace", choices=("trace", "paged"),
                    help="paged: decode appends write only the new token (serving engines), "

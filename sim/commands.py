@@ -193,15 +193,17 @@ def _simulate(args: argparse.Namespace) -> None:
         raise InputError("give --hw DEVICE (repeatable) or --system SYSTEM", field="--hw")
     trace = read_trace(args.trace)
     specs = [_spec(name, args.cores) for name in args.hw]
-    results = [_run_one(trace, spec, COST_MODELS[args.cost_model](), args.kv_cache, args.fuse)
-               for spec in specs]
+    results = [_run_one(trace, spec, COST_MODELS[args.cost_model](), args.kv_cache, args.fuse,
+                        args.cuda_graphs) for spec in specs]
     _report(results, args)
 
 
-def _run_one(trace, spec, model, kv_cache: str = "trace", fuse: bool = False):
+def _run_one(trace, spec, model, kv_cache: str = "trace", fuse: bool = False,
+             cuda_graphs: bool = False):
     from sim.simulator import simulate
 
-    return simulate(trace, spec, cost_model=model, kv_cache=kv_cache, fuse=fuse)
+    return simulate(trace, spec, cost_model=model, kv_cache=kv_cache, fuse=fuse,
+                    cuda_graphs=cuda_graphs)
 
 
 def _report(results, args: argparse.Namespace) -> None:

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import replace
 
+from sim.cost.opcost import OpCost
 from sim.errors import InputError
 from sim.trace import Op, Trace, check_graph
 
-__all__ = ["foreach_optimizer", "paged_kv_cache", "MAX_TENSORS_PER_LAUNCH"]
+__all__ = ["foreach_optimizer", "paged_kv_cache", "cuda_graph_costs", "MAX_TENSORS_PER_LAUNCH"]
 
 MAX_TENSORS_PER_LAUNCH = 36
 
@@ -129,3 +131,22 @@ def _paged(op: Op) -> Op:
     new_tokens = op.inputs[-1].nbytes if op.inputs else op.bytes_written
     return replace(op, bytes_read=new_tokens, bytes_written=new_tokens,
                    attrs={**op.attrs, "kv_cache": "paged"})
+
+
+def cuda_graph_costs(ops: Sequence[Op], costs: Sequence[OpCost], launch_s: float) -> list[OpCost]:
+    """The costs of ``ops`` replayed as CUDA graphs (vLLM, TensorRT-LLM and SGLang capture their
+    decode steps this way): the host launches one graph per rank and region instead of
+    dispatching each op, so t_pre is ``launch_s`` for the first op of each region and 0 for the
+    others (NVIDIA CUDA C++ Programming Guide, "CUDA Graphs": one launch submits the whole
+    graph). A synchronizing op (a host read of a device value) cannot be captured: it keeps its
+    t_pre, and the next op starts a new graph. Kernel times are unchanged."""
+    out, new_graph = [], {}
+    for op, cost in zip(ops, costs, strict=True):
+        if op.sync:
+            out.append(cost)
+            new_graph[op.rank] = True
+            continue
+        first = new_graph.get(op.rank, True)
+        new_graph[op.rank] = False
+        out.append(replace(cost, t_pre_s=launch_s if first else 0.0))
+    return out

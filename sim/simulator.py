@@ -32,7 +32,7 @@ from sim.errors import InputError
 from sim.fusion import fuse_elementwise
 from sim.hardware import HardwareSpec
 from sim.result import SimResult
-from sim.retarget import foreach_optimizer, paged_kv_cache
+from sim.retarget import cuda_graph_costs, foreach_optimizer, paged_kv_cache
 from sim.timeline import build_records
 from sim.trace import Op, Trace
 
@@ -187,6 +187,7 @@ def simulate(
     retarget: bool = True,
     kv_cache: str = "trace",
     fuse: bool = False,
+    cuda_graphs: bool = False,
 ) -> SimResult:
     """Run ``trace`` on ``spec``: cost every op (or use ``costs``; the default model is
     :class:`sim.cost.CalibratedCostModel`), simulate, find the critical path, and return per-op
@@ -197,7 +198,8 @@ def simulate(
     ``kv_cache="paged"`` re-costs the decode KV-cache appends as a paged cache would (a what-if:
     the captured HF cache copies the whole cache every step). ``fuse`` runs chains of
     elementwise and reduction ops as single kernels (:mod:`sim.fusion`: fused kernels,
-    ``torch.compile``).
+    ``torch.compile``). ``cuda_graphs`` replays the trace as CUDA graphs: one launch instead of
+    a dispatch per op (:func:`sim.retarget.cuda_graph_costs`).
     """
     if kv_cache not in ("trace", "paged"):
         raise InputError(f"unknown KV cache {kv_cache!r}; one of trace, paged", field="--kv-cache")
@@ -211,6 +213,11 @@ def simulate(
         trace = foreach_optimizer(trace)
     if costs is None:
         costs = cost_ops(trace.ops, spec, model)
+    if cuda_graphs:
+        if not spec.asynchronous:
+            raise InputError(f"{spec.name} is not a GPU: CUDA graphs need one",
+                             field="--cuda-graphs")
+        costs = cuda_graph_costs(trace.ops, costs, spec.host.launch_s)
     timeline = _Engine(trace.ops, costs, synchronous=not spec.asynchronous).run()
     path = critical_path(trace.ops, costs, timeline)
     records = build_records(trace.ops, costs, timeline, path)

@@ -129,3 +129,16 @@ def test_simulate_system_absurd_microbatches(capsys, train_trace):
     code, out, err = _run(capsys, "simulate", train_trace, "--system", TOY_SYSTEM, "--tp", "2",
                           "--pp", "2", "--microbatches", "100000000")
     assert code == 2 and out == "" and "absurd size" in err and err.count("\n") == 1
+
+
+def test_cuda_graphs_lift_a_host_bound_pipeline(capsys, train_trace, tmp_path):
+    times = []
+    for extra in ([], ["--cuda-graphs"]):
+        path = tmp_path / f"r{len(times)}.json"
+        code, _, _ = _run(capsys, "simulate", train_trace, "--system", TOY_SYSTEM, "--pp", "2",
+                          "--microbatches", "2", "--json", str(path), *extra)
+        assert code == 0
+        data = json.loads(path.read_text())
+        times.append((data["total_s"], sum(s["crit_host_s"] for s in data["stages"])))
+    (eager, eager_host), (graphs, graphs_host) = times
+    assert graphs < eager and graphs_host < eager_host

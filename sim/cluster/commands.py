@@ -47,7 +47,7 @@ def simulate_system(args: argparse.Namespace, model) -> None:
     workload = parallelize(trace, plan)
     result = simulate_parallel(workload, system, cost_model=model, allow_oom=args.allow_oom,
                                algo=args.algo, records=bool(args.perfetto or args.csv) or None,
-                               symmetric=not args.all_ranks)
+                               symmetric=not args.all_ranks, cuda_graphs=args.cuda_graphs)
     print(format_cluster_report(result))
     if args.json:
         write_atomic(args.json, json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n")

@@ -28,6 +28,7 @@ from sim.cost import CalibratedCostModel, CostModel, OpCost, cost_ops
 from sim.cost.gpu_params import A100_FIT, GpuParams
 from sim.critical_path import critical_path
 from sim.errors import InputError
+from sim.retarget import cuda_graph_costs
 from sim.trace import Op
 
 __all__ = ["simulate_parallel", "RECORDS_LIMIT"]
@@ -40,14 +41,16 @@ _COMM = ("collective", "send_recv")
 def simulate_parallel(workload: ParallelWorkload, system, *, cost_model: CostModel | None = None,
                       params: GpuParams = A100_FIT, allow_oom: bool = False,
                       records: bool | None = None, algo: str | None = None,
-                      symmetric: bool = True) -> ClusterResult:
+                      symmetric: bool = True, cuda_graphs: bool = False) -> ClusterResult:
     """Run ``workload`` on ``system`` (a :class:`~sim.cluster.system.SystemSpec`) and return
     the makespan of one iteration with its decomposition, per-stage and per-link summaries,
     memory and MFU (:class:`~sim.cluster.result.ClusterResult`).
 
     ``symmetric=False`` simulates every rank (collectives rendezvous across their groups)
     instead of one representative per stage: the same answer for the symmetric programs the
-    transforms produce, at ``tp * dp`` times the cost; a check of the symmetry reduction."""
+    transforms produce, at ``tp * dp`` times the cost; a check of the symmetry reduction.
+    ``cuda_graphs``: each chunk (a micro-batch's forward or backward, the step) of each stage is
+    launched as one CUDA graph (:func:`sim.retarget.cuda_graph_costs`)."""
     wall = time.perf_counter()
     layout = Layout(workload.plan, system.num_gpus)
     memory = memory_report(workload, system.device.main_memory.capacity_bytes)
@@ -65,6 +68,12 @@ def simulate_parallel(workload: ParallelWorkload, system, *, cost_model: CostMod
     for ops in program.stage_ops:
         for op, cost in zip(ops, cost_ops(ops, system.device, model), strict=True):
             template_costs[op.id] = cost
+    if cuda_graphs:
+        for chunk in workload.stages:
+            for ops in (chunk.forward, chunk.backward, chunk.step):
+                graphed = cuda_graph_costs(ops, [template_costs[op.id] for op in ops],
+                                           system.device.host.launch_s)
+                template_costs.update((op.id, c) for op, c in zip(ops, graphed, strict=True))
     insts = program.insts
     costs = [template_costs[inst.op.id] for inst in insts]
     plans: dict[tuple, CommPlan] = {}
