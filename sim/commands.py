@@ -356,7 +356,7 @@ def _validate_cluster(args: argparse.Namespace) -> None:
     from validation.datasets.common import DataMissing
 
     try:
-        results = run_cluster_validation(args.data_dir,
+        results = run_cluster_validation(args.data_dir, quick=args.quick,
                                          megatron_rows=[0, 4] if args.quick else None)
     except DataMissing as exc:
         raise InputError(f"ground-truth data not found ({exc}); pass --data-dir or set "

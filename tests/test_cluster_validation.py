@@ -55,3 +55,14 @@ def test_megatron_sc21_throughput():
     error = df.predicted_tflops_per_gpu / df.published_tflops_per_gpu - 1
     assert np.median(np.abs(error)) <= 0.10  # achieved 4.2%
     assert np.abs(error).max() <= 0.15  # achieved 11.0% (18.4B, TP8 x DP32)
+
+
+def test_tensor_parallel_serving_latency(root):
+    # LLM-Inference-Bench TensorRT-LLM, Llama-2-7B on 1/2/4 A100-SXM4-40GB, batch <= 16,
+    # 128-256 tokens in and out: the quick subset of `tksim validate --dataset cluster`
+    from validation.serving_validation import tp_inference
+
+    df = tp_inference(root, models=["llama-2-7b"], max_batch=16, max_length=256)
+    assert len(df) == 12 and (df.excluded == "").all()
+    ape = (df.predicted_s - df.measured_s).abs() / df.measured_s
+    assert ape.median() <= 0.10  # achieved 7.1%

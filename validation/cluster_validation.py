@@ -1,6 +1,6 @@
 """Many-device validation: predicted collectives and parallel training runs vs measurements.
 
-Three comparisons, none fitted on (every parameter of the collective and kernel models was fitted
+Four comparisons, none fitted on (every parameter of the collective and kernel models was fitted
 on A100 single-GPU and 8-GPU NCCL rows of AIConfigurator; see docs/gpu-validation.md):
 
 1. **NCCL on 8 GPUs**, messages >= 1 MiB, every single-node 8-GPU measurement of the ground
@@ -14,7 +14,9 @@ on A100 single-GPU and 8-GPU NCCL rows of AIConfigurator; see docs/gpu-validatio
    pp4_1: Megatron-LM through HF Accelerate, fp32, seq 1024, ``batch`` = global batch): the
    model captured on fake tensors, split by the parallel transforms, simulated on 4 GPUs of a
    DGX node (H100 SXM; A100 SXM4 40GB). ``pp4_1`` is read as 4 stages and 1 micro-batch.
-3. **Megatron-LM throughput** (``validation/data/megatron_sc21_table1.csv``, Narayanan et al.
+3. **Tensor-parallel serving** (:mod:`validation.serving_validation`): TensorRT-LLM batch latency
+   on 1, 2 and 4 A100s (LLM-Inference-Bench).
+4. **Megatron-LM throughput** (``validation/data/megatron_sc21_table1.csv``, Narayanan et al.
    SC'21 Table 1): GPT models on DGX A100 SuperPOD nodes, TP/PP/DP as published, full
    recomputation, 1F1B; predicted TFLOP/s per GPU by the paper's eq. (3) vs the published figure.
 """
@@ -228,17 +230,20 @@ def summary(errors: pd.DataFrame, key: list[str]) -> pd.DataFrame:
 
 
 #: Targets of the many-devices work (median APE over the rows named).
-TARGETS = {"nccl_8gpu": 0.10, "neusight_4gpu": 0.10, "megatron_throughput": 0.10}
+TARGETS = {"nccl_8gpu": 0.10, "neusight_4gpu": 0.10, "megatron_throughput": 0.10,
+           "serving_tp": 0.10}  # no target was set for serving; the same 10 % as the others
 
 
 def run_cluster_validation(data_dir: str | Path | None = None, *,
-                           megatron_rows: list[int] | None = None) -> dict:
-    """All three comparisons (module doc) as a JSON-ready dict with per-group summaries and
-    target verdicts. ``megatron_rows``: the Table 1 rows to simulate (default 0-6, up to
-    145.6B on 1536 GPUs; the larger ones take minutes)."""
+                           megatron_rows: list[int] | None = None, quick: bool = False) -> dict:
+    """All comparisons (module doc, and :mod:`validation.serving_validation`) as a JSON-ready
+    dict with per-group summaries and target verdicts. ``megatron_rows``: the Table 1 rows to
+    simulate (default 0-6, up to 145.6B on 1536 GPUs); ``quick``: the serving rows of
+    Llama-2-7B up to batch 16 and 256 tokens only."""
     import time
 
     from validation.datasets.common import ground_truth_dir
+    from validation.serving_validation import tp_inference
 
     start = time.perf_counter()
     root = ground_truth_dir(data_dir)
@@ -247,6 +252,9 @@ def run_cluster_validation(data_dir: str | Path | None = None, *,
     megatron = megatron_throughput(list(range(7)) if megatron_rows is None else megatron_rows)
     megatron = megatron.assign(predicted_s=1 / megatron.predicted_tflops_per_gpu,
                                measured_s=1 / megatron.published_tflops_per_gpu)
+    serving = tp_inference(root, models=["llama-2-7b"] if quick else None,
+                           max_batch=16 if quick else None, max_length=256 if quick else None)
+    served = serving[serving["excluded"] == ""]
     held = nccl[~nccl.fit_data]
     targets = [
         *({"target": "NCCL collectives, 8 GPUs, >= 1 MiB", "group": f"{source} {system}",
@@ -256,6 +264,8 @@ def run_cluster_validation(data_dir: str | Path | None = None, *,
               ["source", "system"]).iterrows()),
         _target("NeuSight 4-GPU GPT-2-Large dp4/tp4/pp4", neusight, "neusight_4gpu"),
         _target("Megatron-LM SC'21 TFLOP/s per GPU", megatron, "megatron_throughput"),
+        _target("TensorRT-LLM TP1/2/4 batch latency (LLM-Inference-Bench)", served,
+                "serving_tp"),
     ]
     return {
         "targets": targets,
@@ -263,6 +273,7 @@ def run_cluster_validation(data_dir: str | Path | None = None, *,
         "neusight": _records(neusight.assign(error=neusight.predicted_s / neusight.measured_s - 1)),
         "megatron": _records(megatron.drop(columns=["predicted_s", "measured_s"]).assign(
             error=megatron.predicted_tflops_per_gpu / megatron.published_tflops_per_gpu - 1)),
+        "serving": _records(serving.assign(error=serving.predicted_s / serving.measured_s - 1)),
         "nccl_points": _records(nccl),
         "protocol": "no parameter fitted on these rows: kernel and collective parameters are the "
                     "A100 single-GPU and 8-GPU NCCL fit (A100 NCCL rows marked fit_data)",
@@ -277,8 +288,11 @@ def _target(name: str, rows: pd.DataFrame, key: str) -> dict:
 
 
 def _records(df: pd.DataFrame) -> list[dict]:
-    return [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
-            for row in df.to_dict(orient="records")]
+    """JSON-ready rows: numpy scalars as Python numbers, NaN (not predicted) as None."""
+    def clean(v):
+        v = v.item() if hasattr(v, "item") else v
+        return None if isinstance(v, float) and v != v else v
+    return [{k: clean(v) for k, v in row.items()} for row in df.to_dict(orient="records")]
 
 
 def cluster_results_markdown(results: dict) -> str:
@@ -299,6 +313,20 @@ def cluster_results_markdown(results: dict) -> str:
     lines += [f"| {r['device']} | {r['variant']} | {r['batch']} | "
               f"{1e3 * r['predicted_s']:.0f} ms | {1e3 * r['measured_s']:.0f} ms | "
               f"{pct(r['error'])} |" for r in results["neusight"]]
+    served = [r for r in results.get("serving", []) if not r["excluded"]]
+    lines += ["", "| TensorRT-LLM model | TP | rows | median APE | bias | excluded (do not fit) |",
+              "|---|---|---|---|---|---|"]
+    for key in sorted({(r["model"], r["tp"]) for r in results.get("serving", [])}):
+        mine = [r for r in served if (r["model"], r["tp"]) == key]
+        gone = sum(1 for r in results["serving"] if (r["model"], r["tp"]) == key
+                   and r["excluded"])
+        errors = sorted(r["error"] for r in mine)
+        if errors:
+            lines.append(f"| {key[0]} | {key[1]} | {len(mine)} | "
+                         f"{100 * _median([abs(e) for e in errors]):.1f}% | "
+                         f"{pct(_median(errors))} | {gone} |")
+        else:
+            lines.append(f"| {key[0]} | {key[1]} | 0 | | | {gone} |")
     lines += ["", "| Megatron params | TP x PP x DP | micro-batches | predicted TFLOP/s/GPU | "
               "published | error | MFU | HFU |", "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['params_billion']}B | {r['tp']}x{r['pp']}x{r['dp']} | {r['microbatches']} | "
@@ -306,3 +334,7 @@ def cluster_results_markdown(results: dict) -> str:
               f"{pct(r['error'])} | {100 * r['mfu']:.1f}% | {100 * r['hfu']:.1f}% |"
               for r in results["megatron"]]
     return "\n".join(lines) + "\n"
+
+
+def _median(values: list[float]) -> float:
+    return float(np.median(values)) if values else float("nan")
