@@ -54,7 +54,7 @@ def test_megatron_sc21_throughput():
     df = megatron_throughput(list(range(7)))
     error = df.predicted_tflops_per_gpu / df.published_tflops_per_gpu - 1
     assert np.median(np.abs(error)) <= 0.10  # achieved 4.2%
-    assert np.abs(error).max() <= 0.15  # achieved 11.0% (18.4B, TP8 x DP32)
+    assert np.abs(error).max() <= 0.15  # achieved 11.3% (18.4B, TP8 x DP32)
 
 
 def test_tensor_parallel_serving_latency(root):
