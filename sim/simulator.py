@@ -22,7 +22,7 @@ Everything is deterministic: one process per actor, ops in program order, no ran
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import simpy
 
@@ -57,7 +57,7 @@ class _Engine:
     """One simulation run: the SimPy environment, the ops, their costs and the timeline."""
 
     def __init__(self, ops: Sequence[Op], costs: Sequence[OpCost], synchronous: bool,
-                 index: dict[int, int] | None = None):
+                 index: Mapping[int, int] | None = None):
         self.env = simpy.Environment()
         self.ops = ops
         self.t_pre = [c.t_pre_s for c in costs]

@@ -80,11 +80,18 @@ class CommPlan:
 
 
 def collective_plan(system, kind: str, size_bytes: float, gpus: tuple[int, ...],
-                    params: GpuParams, rank: int | None = None) -> CommPlan:
-    """Plan collective ``kind`` of ``size_bytes`` among ``gpus``, seen from GPU ``rank``
-    (default: the first of ``gpus``); ``algo`` forcing is done by the caller filtering
-    :func:`collective_options`."""
+                    params: GpuParams, rank: int | None = None,
+                    algo: str | None = None) -> CommPlan:
+    """The fastest plan of collective ``kind`` of ``size_bytes`` among ``gpus``, seen from GPU
+    ``rank`` (default: the first of ``gpus``); ``algo`` (ring, tree, nvls) forces one algorithm,
+    an :class:`InputError` where it is not available."""
     options = collective_options(system, kind, size_bytes, gpus, params, rank)
+    if algo is not None:
+        options = [p for p in options
+                   if p.algorithm.split("/")[0] == algo or p.algorithm == "none"]
+        if not options:
+            raise InputError(f"algorithm {algo!r} is not available for {kind} over {len(gpus)} "
+                             f"GPUs of {system.name}", field="--algo")
     return min(options, key=lambda p: (p.alone_s, p.algorithm))
 
 

@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from sim.cluster.comm import collective_options
+from sim.cluster.comm import collective_plan
 from sim.cluster.system import SystemSpec, load_system
 from sim.cluster.workload import ParallelPlan
 from sim.cost.gpu_params import A100_FIT
@@ -161,13 +161,7 @@ def collective_op(args: argparse.Namespace, system: SystemSpec) -> None:
         raise InputError(f"must be between 2 and the system's {system.num_gpus} GPUs, got {n}",
                          field="--ranks")
     gpus = tuple(range(n))
-    options = collective_options(system, args.kind, float(args.bytes), gpus, A100_FIT)
-    if args.algo:
-        options = [o for o in options if o.algorithm.split("/")[0] == args.algo]
-        if not options:
-            raise InputError(f"{args.algo} is not available for {args.kind} over {n} GPUs of "
-                             f"{system.name}", field="--algo")
-    plan = min(options, key=lambda p: (p.alone_s, p.algorithm))
+    plan = collective_plan(system, args.kind, float(args.bytes), gpus, A100_FIT, algo=args.algo)
     t = plan.alone_s
     fq = format_quantity
     bus = plan.detail.get("bus_bytes", 0.0)

@@ -37,8 +37,7 @@ class ClusterEngine(_Engine):
     def __init__(self, insts: Sequence[Inst], costs: Sequence[OpCost],
                  comm: dict[int, CommPlan],
                  rendezvous: dict[int, tuple[Hashable, int]] | None = None):
-        super().__init__(insts, costs, synchronous=False, index={})
-        self.index = _Identity()
+        super().__init__(insts, costs, synchronous=False, index=_Identity())
         self.comm = comm
         self.network = FluidNetwork(self.env)
         self.rendezvous = rendezvous or {}

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 
-from sim.cluster.comm import CommPlan, collective_options, collective_plan, p2p_plan
+from sim.cluster.comm import CommPlan, collective_plan, p2p_plan
 from sim.cluster.engine import ClusterEngine
 from sim.cluster.layout import Layout
 from sim.cluster.memory import check_fits, memory_report
@@ -126,11 +126,4 @@ def _plan(op: Op, stage: int, layout: Layout, system, params: GpuParams,
                         params)
     kind = attrs.get("collective", attrs.get("kind", "allreduce"))
     gpus = layout.group_of(str(attrs.get("group", "tp")), me)
-    if algo is None:
-        return collective_plan(system, kind, size, gpus, params, rank=me)
-    options = [p for p in collective_options(system, kind, size, gpus, params, rank=me)
-               if p.algorithm.split("/")[0] == algo or p.algorithm == "none"]
-    if not options:
-        raise InputError(f"algorithm {algo!r} is not available for {kind} over {len(gpus)} "
-                         f"GPUs of {system.name}", field="--algo")
-    return min(options, key=lambda p: (p.alone_s, p.algorithm))
+    return collective_plan(system, kind, size, gpus, params, rank=me, algo=algo)

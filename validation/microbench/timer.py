@@ -25,14 +25,14 @@ machines this project runs on.
 
 from __future__ import annotations
 
-import gc
 import math
 import time
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
+
+from sim.trace_stream import no_cyclic_gc
 
 __all__ = ["Timing", "TimingPlan", "QUICK", "FULL", "time_interleaved", "noise",
            "SENTINEL_EVERY", "DISTURBED_ABOVE", "MIN_SAMPLES"]
@@ -90,7 +90,7 @@ def time_interleaved(calls: Sequence[Callable[[], object]], plan: TimingPlan, *,
                      on_round: Callable[[int], None] | None = None) -> list[Timing]:
     """Time every callable of ``calls`` (see the module doc); one :class:`Timing` each."""
     clock = _cuda_block_time if cuda else _cpu_block_time
-    with _gc_off():
+    with no_cyclic_gc():
         blocks = [_block_size(call, plan, clock) for call in calls]
         sentinel_block = _block_size(sentinel, plan, clock) if sentinel else 1
         samples: list[list[tuple[float, float]]] = [[] for _ in calls]  # (time, sentinel)
@@ -149,12 +149,3 @@ def _cuda_block_time(call: Callable[[], object], block: int) -> float:  # pragma
     return begin.elapsed_time(end) * 1e-3  # ms -> s
 
 
-@contextmanager
-def _gc_off():
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
