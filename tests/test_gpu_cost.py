@@ -191,12 +191,30 @@ def test_nvls_all_reduce_moves_s_times_one_plus_one_over_n(toy_gpu):
     assert bool(r["nvls"]) and float(r["t_s"]) == pytest.approx(1.25 * 1e9 / 100e9)
 
 
-def test_link_efficiency_grows_with_ranks(toy_gpu):
-    params = IDEAL.replace(link_efficiency=0.8, link_efficiency_drop=0.4)
+def test_link_efficiency_grows_with_ring_steps(toy_gpu):
+    # eff = 0.8 * steps / (steps + 1): an all-gather on 2 GPUs has 1 step (0.4), on 8 seven
+    # (0.7); an all-reduce on 2 GPUs two (0.8 * 2/3), so it keeps the link busier
+    params = IDEAL.replace(link_efficiency=0.8, link_efficiency_drop=1.0)
     two = collective_times(toy_gpu, params, kind="allgather", size_bytes=1e9, num_ranks=2)
     eight = collective_times(toy_gpu, params, kind="allgather", size_bytes=1e9, num_ranks=8)
-    assert float(two["t_s"]) == pytest.approx(0.5 * 1e9 / (100e9 * 0.6))
-    assert float(eight["t_s"]) == pytest.approx(7 / 8 * 1e9 / (100e9 * 0.75))
+    reduce = collective_times(toy_gpu, params, kind="allreduce", size_bytes=1e9, num_ranks=2)
+    assert float(two["t_s"]) == pytest.approx(0.5 * 1e9 / (100e9 * 0.4))
+    assert float(eight["t_s"]) == pytest.approx(7 / 8 * 1e9 / (100e9 * 0.7))
+    assert float(reduce["t_s"]) == pytest.approx(1e9 / (100e9 * 0.8 * 2 / 3))
+
+
+def test_nvls_reduces_only_the_types_the_switch_supports(toy_gpu):
+    # ncclNvlsSupported: fp16 / bf16 / fp32 / fp64 / 32- and 64-bit integers; never 8-bit types
+    link = dataclasses.replace(toy_gpu.links[0], in_network_reduction=True)
+    hopper = _with_compute(dataclasses.replace(toy_gpu, links=(link,)), compute_capability=9.0)
+    for dtype, nvls in (("bf16", True), ("fp32", True), ("int8", False), ("fp8", False),
+                        (None, True)):
+        r = collective_times(hopper, IDEAL, kind="allreduce", size_bytes=1e9, num_ranks=4,
+                             dtype=dtype)
+        assert bool(r["nvls"]) is nvls, dtype
+    ring = collective_times(hopper, IDEAL, kind="allreduce", size_bytes=1e9, num_ranks=4,
+                            dtype="int8")
+    assert float(ring["t_s"]) == pytest.approx(1.5e9 / 100e9)  # ring: 2 (n-1)/n S
 
 
 def test_protocol_latencies_follow_nccl_tuning(toy_gpu):

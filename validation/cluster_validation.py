@@ -43,6 +43,7 @@ __all__ = ["nccl_errors", "neusight_parallel", "megatron_throughput", "run_clust
 MEGATRON_TABLE = Path(__file__).resolve().parent / "data" / "megatron_sc21_table1.csv"
 _NCCL_SYSTEMS = {"a100_sxm": "dgx-a100", "h100_sxm": "dgx-h100", "h200_sxm": "dgx-h200",
                  "b200_sxm": "dgx-b200"}
+_NCCL_DTYPES = {"half": "fp16", "int8": "int8"}  # nccl-tests -d names in the AIConfigurator table
 _NCCL_KINDS = {"all_reduce": "allreduce", "all_gather": "allgather",
                "reduce_scatter": "reducescatter", "alltoall": "alltoall"}
 _NEUSIGHT_SYSTEMS = {"NVIDIA_H100_80GB_HBM3": "dgx-h100", "NVIDIA_A100-SXM4-40GB": "dgx-a100-40gb"}
@@ -65,9 +66,10 @@ def nccl_errors(root: Path, min_bytes: float = 2**20) -> pd.DataFrame:
 
 
 def _nccl_row(source: str, system, kind: str, size: float, measured_s: float,
-              fit_data: bool) -> dict:
-    plan = collective_plan(system, kind, size, tuple(range(8)), A100_FIT)
-    return {"source": source, "system": system.name, "collective": kind, "bytes": size,
+              fit_data: bool, dtype: str | None = None) -> dict:
+    plan = collective_plan(system, kind, size, tuple(range(8)), A100_FIT, dtype=dtype)
+    return {"source": source, "system": system.name, "collective": kind, "dtype": dtype or "",
+            "bytes": size,
             "algorithm": plan.algorithm, "predicted_s": plan.alone_s, "measured_s": measured_s,
             "fit_data": fit_data}
 
@@ -83,7 +85,7 @@ def _vidur_nccl(root: Path, min_bytes: float) -> list[dict]:
         df = pd.read_csv(path)
         df = df[(df["num_workers"] == 8) & (df["devices_per_node"] == 8)
                 & (df["size"] >= min_bytes)]
-        rows += [_nccl_row("vidur", system, "allreduce", float(size), ms * 1e-3, False)
+        rows += [_nccl_row("vidur", system, "allreduce", float(size), ms * 1e-3, False, "fp16")
                  for size, ms in zip(df["size"], df["time_stats.all_reduce.median"],
                                      strict=True)]
     return rows
@@ -118,9 +120,9 @@ def _aiconfigurator_nccl(root: Path, min_bytes: float) -> list[dict]:
         df = df[(df["num_gpus"] == 8) & (df["message_bytes"] >= min_bytes)
                 & df["op_name"].isin(list(_NCCL_KINDS))]
         rows += [_nccl_row("aiconfigurator", system, _NCCL_KINDS[op], float(size), ms * 1e-3,
-                           prefix == "a100_sxm")
-                 for op, size, ms in zip(df["op_name"], df["message_bytes"], df["latency_ms"],
-                                         strict=True)]
+                           prefix == "a100_sxm", _NCCL_DTYPES[dtype])
+                 for op, dtype, size, ms in zip(df["op_name"], df["nccl_dtype"],
+                                                df["message_bytes"], df["latency_ms"], strict=True)]
     return rows
 
 

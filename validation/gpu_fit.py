@@ -96,7 +96,7 @@ STAGES = (
           {**{f"traffic:{op}": (1.0, 20.0) for op in TRAFFIC_OPS},
            **{f"trips:{op}": (0.0, 64.0) for op in (*TRAFFIC_OPS, "add")}}),
     Stage("collective", "dataset == 'aiconfigurator' and category == 'collective'",
-          {"link_efficiency": (0.1, 1.0), "link_efficiency_drop": (0.0, 1.0),
+          {"link_efficiency": (0.1, 1.0), "link_efficiency_drop": (0.0, 4.0),
            "collective_latency_s": (0.0, 1e-4), "collective_latency_scale": (0.1, 10.0)}),
 )
 

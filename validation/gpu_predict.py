@@ -87,5 +87,5 @@ def _t_calc(spec, p, g: pd.DataFrame, *, category: str, dtype: str, clock_mode: 
                                resident_bytes=None if np.isnan(resident).any() else resident)["t_s"]
     if category == "collective":
         return collective_times(spec, p, kind=col["kind"][0], size_bytes=col["size_bytes"],
-                                num_ranks=col["num_ranks"])["t_s"]
+                                num_ranks=col["num_ranks"], dtype=dtype)["t_s"]
     raise ValueError(f"no sub-model for category {category!r}")

@@ -37,7 +37,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sim.cost.collective import COLLECTIVES, collective_times
+from sim.cost.collective import COLLECTIVES, NVLS_DTYPES, bus_efficiency, collective_times
 from sim.cost.gpu_params import GpuParams
 from sim.errors import InputError
 
@@ -81,22 +81,25 @@ class CommPlan:
 
 def collective_plan(system, kind: str, size_bytes: float, gpus: tuple[int, ...],
                     params: GpuParams, rank: int | None = None,
-                    algo: str | None = None) -> CommPlan:
+                    algo: str | None = None, dtype: str | None = None) -> CommPlan:
     """The fastest plan of collective ``kind`` of ``size_bytes`` among ``gpus``, seen from GPU
     ``rank`` (default: the first of ``gpus``); ``algo`` (ring, tree, nvls) forces one algorithm,
-    an :class:`InputError` where it is not available."""
-    options = collective_options(system, kind, size_bytes, gpus, params, rank)
+    an :class:`InputError` where it is not available; ``dtype``: the reduced element type (the
+    switch reduces only some, :data:`~sim.cost.collective.NVLS_DTYPES`)."""
+    options = collective_options(system, kind, size_bytes, gpus, params, rank, dtype)
     if algo is not None:
         options = [p for p in options
                    if p.algorithm.split("/")[0] == algo or p.algorithm == "none"]
         if not options:
-            raise InputError(f"algorithm {algo!r} is not available for {kind} over {len(gpus)} "
+            what = f"{kind} of {dtype}" if dtype else kind
+            raise InputError(f"algorithm {algo!r} is not available for {what} over {len(gpus)} "
                              f"GPUs of {system.name}", field="--algo")
     return min(options, key=lambda p: (p.alone_s, p.algorithm))
 
 
 def collective_options(system, kind: str, size_bytes: float, gpus: tuple[int, ...],
-                       params: GpuParams, rank: int | None = None) -> list[CommPlan]:
+                       params: GpuParams, rank: int | None = None,
+                       dtype: str | None = None) -> list[CommPlan]:
     """Every algorithm / protocol NCCL would consider for this collective (module doc)."""
     if kind not in COLLECTIVES:
         raise InputError(f"unknown collective {kind!r}; one of {', '.join(COLLECTIVES)}",
@@ -106,7 +109,7 @@ def collective_options(system, kind: str, size_bytes: float, gpus: tuple[int, ..
         return [CommPlan(0.0, (), "none", {"num_ranks": n})]
     domains = sorted({system.domain_of(g) for g in gpus})
     if len(domains) == 1:
-        return _intra_domain(system, kind, size_bytes, n, me, params)
+        return _intra_domain(system, kind, size_bytes, n, me, params, dtype)
     return _across_domains(system, kind, size_bytes, n, len(domains), me, params)
 
 
@@ -133,12 +136,13 @@ def p2p_plan(system, src: int, dst: int, size_bytes: float, params: GpuParams) -
 
 
 # -- one scale-up domain ------------------------------------------------------------------------
-def _intra_domain(system, kind, size, n, me, params) -> list[CommPlan]:
-    """The ring (best protocol) and, where the switch reduces in the network, NVLS when NCCL's
-    model prefers it."""
+def _intra_domain(system, kind, size, n, me, params, dtype) -> list[CommPlan]:
+    """The ring (best protocol) and, where the switch reduces ``dtype`` in the network, NVLS when
+    NCCL's model prefers it."""
     bandwidth = _peer_bandwidth(system, n)
     plans = [_intra_option(_device_on(system, bandwidth, nvls=False), kind, size, n, me, params)]
-    if system.scale_up.in_network_reduction and kind == "allreduce":
+    if system.scale_up.in_network_reduction and kind == "allreduce" and (
+            dtype is None or dtype in NVLS_DTYPES):
         nvls = _intra_option(_device_on(system, bandwidth, nvls=True), kind, size, n, me, params)
         if nvls.algorithm == "nvls":
             plans.append(nvls)
@@ -184,8 +188,8 @@ def _across_domains(system, kind, size, n, num_domains, me, params) -> list[Comm
         * FABRIC_EFFICIENCY
     up_bw = _peer_bandwidth(system, local)
     up_port = up_bw * params.link_efficiency
-    up_eff = max(0.05, params.link_efficiency - params.link_efficiency_drop / n)
     steps = COLLECTIVES[kind][0] * (n - 1)
+    up_eff = float(bus_efficiency(params, steps))
     # steps that cross the network (tuning.cc nInterSteps): all-reduce 2 (D - 1), all-gather
     # and reduce-scatter D - 1, all-to-all D
     net_steps = {"allreduce": 2 * (num_domains - 1), "alltoall": num_domains}.get(

@@ -13,7 +13,7 @@ from sim.cluster.workload import ParallelPlan
 from sim.cost.gpu_params import A100_FIT
 from sim.errors import InputError
 from sim.files import write_atomic
-from sim.units import format_quantity
+from sim.units import DTYPE_BYTES, format_quantity
 
 __all__ = ["simulate_system", "sweep_system", "collective_op", "load_sized_system",
            "ALGORITHMS"]
@@ -156,16 +156,20 @@ def collective_op(args: argparse.Namespace, system: SystemSpec) -> None:
         raise InputError("a collective needs --bytes > 0", field="--bytes")
     if args.bytes > 1e15:
         raise InputError(f"absurd size: {args.bytes} bytes", field="--bytes")
+    if args.dtype not in DTYPE_BYTES:
+        raise InputError(f"unknown dtype {args.dtype!r}; one of {', '.join(DTYPE_BYTES)}",
+                         field="--dtype")
     n = args.ranks or system.num_gpus
     if not 2 <= n <= system.num_gpus:
         raise InputError(f"must be between 2 and the system's {system.num_gpus} GPUs, got {n}",
                          field="--ranks")
     gpus = tuple(range(n))
-    plan = collective_plan(system, args.kind, float(args.bytes), gpus, A100_FIT, algo=args.algo)
+    plan = collective_plan(system, args.kind, float(args.bytes), gpus, A100_FIT, algo=args.algo,
+                           dtype=args.dtype)
     t = plan.alone_s
     fq = format_quantity
     bus = plan.detail.get("bus_bytes", 0.0)
-    lines = [f"{args.kind} of {fq(args.bytes, 'B')} over {n} GPUs of {system.name} "
+    lines = [f"{args.kind} of {fq(args.bytes, 'B')} {args.dtype} over {n} GPUs of {system.name} "
              f"({plan.detail.get('domains', 1)} scale-up domain(s))",
              f"  algorithm {plan.algorithm}: latency {fq(plan.latency_s, 's')}"]
     for port, capacity, nbytes, cap in plan.flows:
@@ -176,7 +180,8 @@ def collective_op(args: argparse.Namespace, system: SystemSpec) -> None:
                  f"bus bandwidth {fq(bus / t if t else 0.0, 'B/s')}")
     print("\n".join(lines))
     if args.json:
-        data = {"kind": args.kind, "bytes": args.bytes, "num_ranks": n, "hw": system.name,
+        data = {"kind": args.kind, "bytes": args.bytes, "dtype": args.dtype, "num_ranks": n,
+                "hw": system.name,
                 "algorithm": plan.algorithm, "t_s": t, "t_latency_s": plan.latency_s,
                 "bus_bytes": bus, "algbw_bytes_per_s": args.bytes / t if t else 0.0,
                 "busbw_bytes_per_s": bus / t if t else 0.0,

@@ -126,4 +126,4 @@ def _plan(op: Op, stage: int, layout: Layout, system, params: GpuParams,
                         params)
     kind = attrs.get("collective", attrs.get("kind", "allreduce"))
     gpus = layout.group_of(str(attrs.get("group", "tp")), me)
-    return collective_plan(system, kind, size, gpus, params, rank=me, algo=algo)
+    return collective_plan(system, kind, size, gpus, params, rank=me, algo=algo, dtype=op.dtype)

@@ -32,18 +32,28 @@ NVLS all-reduce lets the switch reduce and multicast: each rank sends its whole 
 S (1 + 1/n) per direction instead of the ring's 2 (n-1)/n S (NVIDIA, "NCCL 2.12" release notes;
 NVLink SHARP in the H100 whitepaper, section "NVLink Switch System"). NCCL derates NVLS by
 ``nvlsEfficiency`` per architecture (tuning.cc: Hopper 0.85, Blackwell 0.74; none before) and
-prices its latency at ``hwLat[NVLink][NVLS][Simple]`` = 25 us, with no per-step term.
+prices its latency at ``hwLat[NVLink][NVLS][Simple]`` = 25 us, with no per-step term. The switch
+reduces only some element types: NCCL runs NVLS for fp16, bf16, fp32, fp64 and 32/64-bit integer
+sums and never for 8-bit types (``ncclNvlsSupported`` in NVIDIA/nccl ``src/include/device.h``;
+the ``multimem.ld_reduce`` types of the PTX ISA), so an int8 or fp8 all-reduce takes the ring.
 
 The calibration scales NCCL's latencies (``collective_latency_scale``), adds a fixed launch and
-synchronization cost (``collective_latency_s``) and sets the bus efficiency with n ranks:
+synchronization cost (``collective_latency_s``) and sets the bus efficiency of a collective of
+``steps`` ring steps (all-reduce 2 (n-1), the others n-1, a send 1):
 
     t_p    = collective_latency_s + collective_latency_scale * latency_p
-             + bytes_per_direction / (B * eff(n) * protocol_fraction_p)
+             + bytes_per_direction / (B * eff * protocol_fraction_p)
     t_nvls = collective_latency_s + collective_latency_scale * 25 us
-             + S (1 + 1/n) / (B * eff(n) * nvlsEfficiency)
-    eff(n) = link_efficiency - link_efficiency_drop / n
+             + S (1 + 1/n) / (B * eff * nvlsEfficiency)
+    eff    = link_efficiency * steps / (steps + link_efficiency_drop)
 
-eff(n) is the fraction of the link NCCL's pipelined channels sustain; it grows with the ring size.
+link_efficiency is the fraction of the link a long pipelined ring sustains; each rank's pipeline
+fills and drains once per collective, which costs about ``link_efficiency_drop`` steps of
+transfer, so a collective with more steps keeps its links busy for a larger share of its time
+(the A100 rows show it: at 512 MiB on 8 GPUs all-reduce reaches 0.74 of NVLink, all-gather 0.68;
+on 2 GPUs 0.64 and 0.50). The form was chosen over ``link_efficiency - c / n`` on the A100 fit
+(median / p90 8.1 / 20.7 -> 8.0 / 19.9 %) and on LLMCompass's A100 all-reduce, which the fit
+does not see (26.8 -> 17.2 %).
 On a PCIe-only device the ring runs over its PCIe link, peer to peer: whether a node has a P2P
 path (or goes through host memory, NCCL's SHM transport) depends on its PCIe topology, which a
 spec does not describe.
@@ -58,7 +68,7 @@ from sim.cost.roofline import KernelTime
 from sim.errors import InputError
 from sim.hardware import HardwareSpec, Link
 
-__all__ = ["COLLECTIVES", "collective_time", "collective_times", "scale_up_link"]
+__all__ = ["COLLECTIVES", "NVLS_DTYPES", "bus_efficiency", "collective_time", "collective_times", "scale_up_link"]
 
 # kind -> (latency steps per (n-1), bandwidth factor per (n-1)/n)
 COLLECTIVES = {
@@ -74,6 +84,9 @@ _LL = (6.6e-6, (0.6e-6, 1.0e-6), 0.5)
 _LL128 = (14.0e-6, (1.9e-6, 2.5e-6), 0.92)
 _SIMPLE = (8.4e-6, (3.4e-6, 5.7e-6), 1.0)
 _NVLS_LATENCY_S = 25e-6  # hwLatencies[NVLINK][NVLS][Simple]; NVLS has no base latency
+#: Element types the switch can reduce (ncclNvlsSupported, module doc); None: not stated (a
+#: gradient or activation all-reduce, fp16 / bf16 / fp32)
+NVLS_DTYPES = frozenset({"fp16", "bf16", "fp32", "fp64", "int32", "int64"})
 # per compute-capability major: (llMaxBws single node, bytes/s; nvlsEfficiency)
 _NCCL_ARCH = {7: (39.0e9, 0.0), 8: (87.7e9, 0.0), 9: (141.0e9, 0.85), 10: (282.0e9, 0.74)}
 _MIN_LINK_EFFICIENCY = 0.05
@@ -103,8 +116,10 @@ def collective_times(
     kind: str,
     size_bytes: np.ndarray,
     num_ranks: np.ndarray,
+    dtype: str | None = None,
 ) -> dict[str, np.ndarray]:
-    """Times (s) of collective ``kind`` for arrays of sizes and rank counts (see module doc).
+    """Times (s) of collective ``kind`` for arrays of sizes and rank counts (see module doc);
+    ``dtype`` (the reduced element type) decides whether NVLS may run.
 
     Returns ``t_s``, ``t_latency_s``, ``t_bandwidth_s`` and ``nvls`` (True where NVLS won).
     """
@@ -113,16 +128,16 @@ def collective_times(
                          f"{', '.join([*COLLECTIVES, 'sendrecv'])}", field="kind")
     link = scale_up_link(spec)
     size, n = (np.asarray(x, dtype=float) for x in np.broadcast_arrays(size_bytes, num_ranks))
-    eff = np.maximum(_MIN_LINK_EFFICIENCY, params.link_efficiency - params.link_efficiency_drop / n)
-    rate = link.bandwidth_bytes_per_s * eff
     if kind == "sendrecv":
         steps, per_direction = np.ones_like(n), size
     else:
         lat_factor, bw_factor = COLLECTIVES[kind]
         steps, per_direction = lat_factor * (n - 1), bw_factor * (n - 1) / n * size
+    rate = link.bandwidth_bytes_per_s * bus_efficiency(params, steps)
     options = _ring_options(spec, params, steps, per_direction, rate)
     nvls_efficiency = _nccl_arch(spec)[1]
-    use_nvls = kind == "allreduce" and link.in_network_reduction and nvls_efficiency > 0
+    use_nvls = (kind == "allreduce" and link.in_network_reduction and nvls_efficiency > 0
+                and (dtype is None or dtype in NVLS_DTYPES))
     if use_nvls:  # in-switch reduction: S (1 + 1/n) per direction, NCCL's NVLS derating
         options.append((_latency_s(params, 0.0, _NVLS_LATENCY_S),
                         size * (1 + 1 / n) / (rate * nvls_efficiency)))
@@ -135,6 +150,13 @@ def collective_times(
             "t_latency_s": np.where(single, 0.0, t_lat),
             "t_bandwidth_s": np.where(single, 0.0, t_bw),
             "nvls": (pick == len(options) - 1) & use_nvls}
+
+
+def bus_efficiency(params: GpuParams, steps: np.ndarray) -> np.ndarray:
+    """Fraction of the link a collective of ``steps`` pipelined ring steps sustains (module doc)."""
+    steps = np.asarray(steps, dtype=float)
+    return np.maximum(_MIN_LINK_EFFICIENCY,
+                      params.link_efficiency * steps / (steps + params.link_efficiency_drop))
 
 
 def _ring_options(spec, params, steps, per_direction, rate) -> list[tuple]:
@@ -159,6 +181,7 @@ def collective_time(
     size_bytes: float,
     num_ranks: int,
     params: GpuParams | None = None,
+    dtype: str | None = None,
 ) -> KernelTime:
     """Time of collective ``kind`` over ``num_ranks`` devices like ``spec``.
 
@@ -178,7 +201,8 @@ def collective_time(
         t_lat, t_bw = steps * link.latency_s, fraction * size_bytes / link.bandwidth_bytes_per_s
         algorithm = "ring"
     else:
-        r = collective_times(spec, params, kind=kind, size_bytes=size_bytes, num_ranks=num_ranks)
+        r = collective_times(spec, params, kind=kind, size_bytes=size_bytes, num_ranks=num_ranks,
+                             dtype=dtype)
         t_lat, t_bw = float(r["t_latency_s"]), float(r["t_bandwidth_s"])
         algorithm = "nvls" if bool(r["nvls"]) else "ring"
         if algorithm == "nvls":

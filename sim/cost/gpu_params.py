@@ -53,8 +53,9 @@ class GpuParams:
     ``attention_cta_round_trips`` (dependent DRAM round trips a CTA waits before streaming),
     ``attention_overhead_cycles`` (SM cycles per attention op: the backend's few kernels --
     KV-cache write, attention, split-KV combine -- and their launch ramps).
-    Collectives: ``link_efficiency`` (bus-bandwidth fraction with many ranks),
-    ``link_efficiency_drop`` (the loss c in eff(n) = link_efficiency - c / n),
+    Collectives: ``link_efficiency`` (bus-bandwidth fraction of a long pipelined ring),
+    ``link_efficiency_drop`` (pipeline fill and drain in ring steps: a collective of s steps
+    sustains link_efficiency * s / (s + drop)),
     ``collective_latency_s`` (fixed launch and sync), ``collective_latency_scale`` (factor on
     NCCL's own per-protocol latency model, see :mod:`sim.cost.collective`).
     Timing scope: ``default_clock_fraction`` (see module doc), ``event_floor_s`` (what CUDA events
@@ -172,10 +173,10 @@ A100_FIT = GpuParams(
     softmax_ops_per_pair=13.94,
     attention_cta_round_trips=8.964,
     attention_overhead_cycles=15800,
-    link_efficiency=0.7523,
-    link_efficiency_drop=0.5567,
-    collective_latency_s=3.208e-07,
-    collective_latency_scale=1.466,
+    link_efficiency=0.733,
+    link_efficiency_drop=0.6265,
+    collective_latency_s=2.108e-07,
+    collective_latency_scale=1.479,
     default_clock_fraction=0.9468,
     event_floor_s=1.963e-05,
     graph_gap_cycles=1400,

@@ -139,7 +139,8 @@ def _collective(op: Op, spec: HardwareSpec, params: GpuParams | None) -> KernelT
     kind = attrs.get("kind", "sendrecv" if op.category == "send_recv" else "allreduce")
     size = float(attrs.get("bytes", op.bytes_read))
     return collective_time(spec, kind=kind, size_bytes=size,
-                           num_ranks=int(attrs.get("num_ranks", 2)), params=params)
+                           num_ranks=int(attrs.get("num_ranks", 2)), params=params,
+                           dtype=op.dtype)
 
 
 class MeasuredCostModel:
