@@ -19,11 +19,14 @@ from sim.cost.attention import attention_times
 from sim.cost.collective import collective_times
 from sim.cost.gemm import gemm_times
 from sim.cost.gpu_params import kernel_overhead_s, kernel_scope, operand_stream_efficiency
+from sim.cost.l2_reuse import l2_reuse
+from sim.cost.model import cost_ops
 from sim.cost.vector import stream_op_times
 from sim.errors import InputError
 from sim.hardware import Clocks, parse_spec
 from sim.single_op import make_op
 from sim.spec_library import load_spec, read_yaml
+from sim.trace import Op
 
 # Ideal parameters: peak rates, no fitted overheads except 1000 cycles (1 us at 1 GHz) per kernel.
 IDEAL = GpuParams(
@@ -134,6 +137,52 @@ def test_memory_bound_op_ramps_with_latency(toy_gpu):
     # a one-CTA-per-row kernel waiting on 3 more dependent DRAM round trips (2 us each)
     chained = stream_op_times(toy_gpu, IDEAL, nbytes=1e3, flops=0.0, dtype="fp32", round_trips=3)
     assert float(chained["t_s"]) == pytest.approx(float(tiny["t_s"]) + 3 * 2e-6)
+
+
+def test_inputs_left_in_l2_stream_at_its_bandwidth(toy_gpu):
+    # 1e8 B of which 4e5 B were just written by the previous kernel: those from L2 (1 TB/s),
+    # the rest from HBM (100 GB/s, 2 us latency), plus the 1 us kernel overhead
+    r = stream_op_times(toy_gpu, IDEAL, nbytes=1e8, flops=0.0, dtype="fp32", hot_bytes=4e5)
+    assert float(r["t_s"]) == pytest.approx(2e-6 + (1e8 - 4e5) / 100e9 + 4e5 / 1e12 + 1e-6)
+    # hot bytes never exceed the bytes moved
+    r = stream_op_times(toy_gpu, IDEAL, nbytes=1e3, flops=0.0, dtype="fp32", hot_bytes=1e9,
+                        resident_bytes=1e8)
+    assert float(r["t_s"]) == pytest.approx(2e-6 + 1e3 / 1e12 + 1e-6)
+    # with no cold reads the kernel waits on the latency of the level its bytes fit in (L2)
+    r = stream_op_times(toy_gpu, IDEAL, nbytes=1e3, flops=0.0, dtype="fp32", hot_bytes=5e2,
+                        resident_bytes=1e8, cold_read_bytes=[0.0, 1.0])
+    assert r["t_s"] == pytest.approx([1e-6 + 5e2 / 100e9 + 5e2 / 1e12 + 1e-6,
+                                      2e-6 + 5e2 / 100e9 + 5e2 / 1e12 + 1e-6])
+
+
+def test_l2_reuse_follows_the_producer_within_the_cache(toy_gpu):
+    # toy L2: 1 MB. a writes 4e5 B; b (a view of it) writes nothing; c reads 4e5 B via the view:
+    # a hit. d touches 2e6 B, so e (reads a's output) and f (reads c's) miss.
+    ops = [Op(0, "a", "elementwise", bytes_read=4e5, bytes_written=4e5),
+           Op(1, "b", "view", deps=(0,)),
+           Op(2, "c", "elementwise", bytes_read=4e5, bytes_written=1e5, deps=(1,)),
+           Op(3, "d", "copy", bytes_read=1e6, bytes_written=1e6),
+           Op(4, "e", "elementwise", bytes_read=4e5, bytes_written=4e5, deps=(0,)),
+           Op(5, "f", "elementwise", bytes_read=6e5, bytes_written=1e5, deps=(2,))]
+    reuse = l2_reuse(ops, toy_gpu)
+    assert reuse.hits == {2: 4e5}
+    assert reuse.working_set_bytes == pytest.approx(4.8e6)
+    # a smaller d: e's distance 4e5 + 5e5 (c) + 1e5 (d) = 1 MB fits; f reads c's 1e5 of its 6e5
+    ops[3] = Op(3, "d", "copy", bytes_read=5e4, bytes_written=5e4)
+    assert l2_reuse(ops, toy_gpu).hits == {2: 4e5, 4: 4e5, 5: 1e5}
+
+
+def test_the_simulator_prices_l2_hits(toy_gpu):
+    # the same 4e5-byte op alone (from HBM: the trace's 1.6 MB working set exceeds the toy L2)
+    # and after its producer: its read hits L2, so it waits on L2's latency (1 us, not HBM's
+    # 2 us); its write still drains to HBM. Plus 1 us of kernel overhead each.
+    ops = [Op(0, "a", "elementwise", dtype="fp32", bytes_read=4e5, bytes_written=4e5),
+           Op(1, "c", "elementwise", dtype="fp32", bytes_read=4e5, bytes_written=4e5,
+              deps=(0,))]
+    costs = cost_ops(ops, toy_gpu, RooflineCostModel(params=IDEAL))
+    assert costs[0].t_calc_s == pytest.approx(2e-6 + 8e5 / 100e9 + 1e-6)
+    assert costs[1].t_calc_s == pytest.approx(1e-6 + 4e5 / 100e9 + 4e5 / 1e12 + 1e-6)
+    assert costs[1].detail["l2_hit_bytes"] == 4e5
 
 
 def test_decode_attention_streams_the_kv_cache(toy_gpu):

@@ -82,8 +82,13 @@ def _t_calc(spec, p, g: pd.DataFrame, *, category: str, dtype: str, clock_mode: 
     if category == "memory":
         resident = col["resident_bytes"]
         steps = np.where(np.isnan(col["row_steps"]), 1.0, col["row_steps"])
+        # an input the previous kernel wrote is an L2 hit when it fits (sim.cost.l2_reuse)
+        fresh = col["fresh_bytes"]
+        hot = np.where(fresh <= spec.memory[-2].capacity_bytes, fresh, 0.0)
+        cold_reads = np.where(np.isnan(col["read_bytes"]), np.inf, col["read_bytes"] - hot)
         return stream_op_times(spec, p, nbytes=col["nbytes"] * traffic, flops=col["flops"],
-                               dtype=dtype, round_trips=round_trips * steps,
+                               dtype=dtype, round_trips=round_trips * steps, hot_bytes=hot,
+                               cold_read_bytes=cold_reads,
                                resident_bytes=None if np.isnan(resident).any() else resident)["t_s"]
     if category == "collective":
         return collective_times(spec, p, kind=col["kind"][0], size_bytes=col["size_bytes"],

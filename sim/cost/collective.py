@@ -68,7 +68,8 @@ from sim.cost.roofline import KernelTime
 from sim.errors import InputError
 from sim.hardware import HardwareSpec, Link
 
-__all__ = ["COLLECTIVES", "NVLS_DTYPES", "bus_efficiency", "collective_time", "collective_times", "scale_up_link"]
+__all__ = ["COLLECTIVES", "NVLS_DTYPES", "bus_efficiency", "collective_time", "collective_times",
+           "scale_up_link"]
 
 # kind -> (latency steps per (n-1), bandwidth factor per (n-1)/n)
 COLLECTIVES = {

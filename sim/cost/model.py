@@ -12,7 +12,9 @@ A view (or an op on a host scalar) launches no kernel: it costs host dispatch on
 On a CPU spec calibrated by ``validation.calibrate_cpu`` (``spec.cpu_calibration``),
 :class:`CalibratedCostModel` prices ops with the CPU sub-model (:mod:`sim.cost.cpu`), and
 :func:`cost_ops` gives it the trace's weight residency; GPUs and datasheet CPU specs are priced
-as above.
+as above. On a GPU with the GPU sub-models, :func:`cost_ops` also gives the memory-bound ops the
+bytes their producers left in L2 (:mod:`sim.cost.l2_reuse`) and the step's working set, whose
+level serves their other bytes.
 
 :class:`MeasuredCostModel` replays the durations a trace measured (``measured_s``) as t_calc: the
 "same machine" baseline, and the way to run hand-written scenarios with given times.
@@ -30,6 +32,7 @@ from sim.cost.collective import collective_time
 from sim.cost.cpu import Residency, cpu_op_cost, trace_residency
 from sim.cost.gemm import gemm_shape, gemm_time
 from sim.cost.gpu_params import A100_FIT, CLOCK_MODES, GpuParams
+from sim.cost.l2_reuse import Reuse, l2_reuse
 from sim.cost.opcost import OpCost
 from sim.cost.roofline import KernelTime, kernel_time
 from sim.cost.vector import vector_time
@@ -76,11 +79,18 @@ class RooflineCostModel:
         self.params = params
         self.clock_mode = clock_mode
         self.residency = Residency()
+        self.reuse = Reuse({}, 0.0)
 
     def with_residency(self, residency: Residency) -> RooflineCostModel:
         """This model with the weight residency of a trace (the CPU sub-model's context)."""
         model = copy.copy(self)
         model.residency = residency
+        return model
+
+    def with_reuse(self, reuse: Reuse) -> RooflineCostModel:
+        """This model with a trace's L2 reuse (the GPU memory-bound sub-model's context)."""
+        model = copy.copy(self)
+        model.reuse = reuse
         return model
 
     def cost(self, op: Op, spec: HardwareSpec) -> OpCost:
@@ -114,7 +124,11 @@ class RooflineCostModel:
         if op.category in ("gemm", "attention"):  # no shape attrs: roofline on the matrix engine
             rate = spec.compute.matrix_peak(dtype) * spec.efficiency.matrix
             return kernel_time(spec, flops=flops, flops_per_s=rate, bytes_moved=nbytes)
-        return vector_time(spec, flops=flops, bytes_moved=nbytes, dtype=dtype, params=params)
+        hot, working_set = self.reuse.of(op)
+        cold_reads = max(op.bytes_read - hot, 0.0) / kernels if working_set else None
+        return vector_time(spec, flops=flops, bytes_moved=nbytes, dtype=dtype, params=params,
+                           hot_bytes=hot / kernels, resident_bytes=working_set or None,
+                           cold_read_bytes=cold_reads)
 
     def params_for(self, spec: HardwareSpec) -> GpuParams | None:
         """The GPU parameters used on ``spec``; None: the plain roofline (CPUs, ``params=None``)."""
@@ -165,11 +179,16 @@ def cost_ops(ops: Sequence[Op], spec: HardwareSpec, model: CostModel) -> list[Op
         return [model.cost(op, spec) for op in ops]
     if getattr(model, "cpu_submodel", False) and spec.cpu_calibration is not None:
         model = model.with_residency(trace_residency(ops))  # a CPU step re-reads its weights
+    reuse = Reuse({}, 0.0)
+    if isinstance(model, RooflineCostModel) and model.params_for(spec) is not None:
+        reuse = l2_reuse(ops, spec)  # what each memory-bound kernel finds in L2
+        model = model.with_reuse(reuse)
     cache: dict[tuple, OpCost] = {}
     costs = []
     for op in ops:
         key = (op.name, op.category, op.dtype, op.flops, op.bytes_read, op.bytes_written,
-               op.num_kernels, op.sync, json.dumps(op.attrs, sort_keys=True, default=str))
+               op.num_kernels, op.sync, json.dumps(op.attrs, sort_keys=True, default=str),
+               reuse.hits.get(op.id, 0.0))
         cost = cache.get(key)
         if cost is None:
             cost = cache[key] = model.cost(op, spec)

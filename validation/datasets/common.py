@@ -39,8 +39,11 @@ COLUMNS = {
     "b": np.nan, "m": np.nan, "n": np.nan, "k": np.nan, "resident_bytes": np.nan,
     # attention (b as batch), heads, query / key lengths, head dim
     "h_q": np.nan, "h_kv": np.nan, "s_q": np.nan, "s_k": np.nan, "d": np.nan,
-    # memory-bound ops; row_steps: loop steps of a kernel that runs one CTA per row
-    "nbytes": np.nan, "flops": np.nan, "row_steps": np.nan,
+    # memory-bound ops; row_steps: loop steps of a kernel that runs one CTA per row;
+    # read_bytes: the inputs of one pass; fresh_bytes: those the kernel just before it wrote (in
+    # L2 if they fit, sim.cost.l2_reuse)
+    "nbytes": np.nan, "flops": np.nan, "row_steps": np.nan, "read_bytes": np.nan,
+    "fresh_bytes": 0.0,
     # collectives
     "kind": "", "size_bytes": np.nan, "num_ranks": np.nan,
     # grouping for end-to-end sums (Vidur layers): model, shape and the source file's row

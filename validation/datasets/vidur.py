@@ -68,19 +68,25 @@ def _model_rows(df: pd.DataFrame, spec: str, model: str, source: str) -> pd.Data
     frames = [rows_frame(**common, category="gemm", op=op, b=1.0, m=tokens, n=n, k=k,
                          resident_bytes=block, measured_s=_median_s(df, op))
               for op, (n, k) in gemms.items()]
-    streams = {  # op -> (elements touched in a pass, bytes moved, FLOP kind)
-        "input_layernorm": (tokens * h, 2 * tokens * h, "norm"),
-        "post_attention_layernorm": (tokens * h, 2 * tokens * h, "norm"),
-        "attn_rope": (tokens * (heads + kv_heads) * d / t,
-                      2 * tokens * (heads + kv_heads) * d / t, "rope"),
-        "mlp_act": (tokens * f / t, 3 * tokens * f / t, "act"),
-        "add": (tokens * h, 3 * tokens * h, "add"),
-        "emb": (tokens * h, 2 * tokens * h, "emb"),
+    # op -> (elements touched in a pass, bytes moved, FLOP kind, the part of the bytes moved
+    # that the kernel just before it wrote: the block runs emb / add -> input_layernorm -> QKV
+    # GEMM -> attn_rope (q and k) -> ... -> O GEMM -> post_attention_layernorm -> up GEMM ->
+    # mlp_act (gate and up) -> down GEMM -> add (its output; the residual is older))
+    qk = tokens * (heads + kv_heads) * d / t
+    streams = {  # elements, moved, FLOP kind, read, fresh (elements)
+        "input_layernorm": (tokens * h, 2 * tokens * h, "norm", tokens * h, tokens * h),
+        "post_attention_layernorm": (tokens * h, 2 * tokens * h, "norm", tokens * h, tokens * h),
+        "attn_rope": (qk, 2 * qk, "rope", qk, qk),
+        "mlp_act": (tokens * f / t, 3 * tokens * f / t, "act", 2 * tokens * f / t,
+                    2 * tokens * f / t),
+        "add": (tokens * h, 3 * tokens * h, "add", 2 * tokens * h, tokens * h),
+        "emb": (tokens * h, 2 * tokens * h, "emb", tokens * h, 0.0 * tokens),
     }
     steps = _row_steps(h, f / t, (heads / t, kv_heads / t, d))
-    for op, (elements, moved, kind) in streams.items():
+    for op, (elements, moved, kind, read, fresh) in streams.items():
         frames.append(rows_frame(**common, category="memory", op=op, nbytes=moved * _WIDTH,
                                  flops=elements * _FLOPS_PER_ELEMENT[kind], resident_bytes=block,
+                                 read_bytes=read * _WIDTH, fresh_bytes=fresh * _WIDTH,
                                  row_steps=steps.get(op, np.nan), measured_s=_median_s(df, op)))
     return pd.concat(frames, ignore_index=True)
 
