@@ -20,6 +20,8 @@ spec files, ``docs/spec-format.md``; meaning in ``docs/cpu-validation.md``)::
       op_floor: {gelu: 4 us, ...}                             # per op (name[.dtype]), fixed
       element_time: {gelu: 0.5 ns, gelu.bf16: 0.3 ns, ...}    # per element, by aten name
       row_time: {_softmax: 40 ns, embedding: 9 ns, ...}       # per row of a row-wise op
+      vector_bytes: 64 B               # SIMD width torch's CPU kernels ran with (AVX-512)
+      tail_time: {amax: 1.2 ns, ...}   # per element of a row past its last full vector chunk
       gemm: {fp32: {overhead: .., a_element: .., b_element: .., c_element: .., rate: ..,
                     gemv_overhead: .., gemv_element: .., gemv_output: ..,
                     stream_fraction: ..}}
@@ -138,6 +140,11 @@ class CpuCalibration:
     #: at random table offsets: a TLB and cache miss per row, no hardware prefetch across
     #: rows); 1 when absent (an older spec: gathers priced as streams).
     gather_fraction: float = 1.0
+    #: SIMD width (bytes) of the torch CPU kernels measured (``torch.backends.cpu``: AVX-512 64,
+    #: AVX2 32) and the time per element of a row's scalar tail past its last full vector chunk,
+    #: by op (``sim.cost.cpu.tail_elements``); 0 and empty when absent (an older spec).
+    vector_bytes: float = 0.0
+    tail_s: Mapping[str, float] = field(default_factory=dict)
 
 
 GEMM_KEYS = {"overhead": "overhead_s", "a_element": "a_element_s", "b_element": "b_element_s",
@@ -171,6 +178,9 @@ def read_cpu_calibration(r: Reader, level_names: tuple[str, ...]) -> CpuCalibrat
         framework_s=_time(r, "framework", required=False) or 0.0,
         datasheet=r.text("datasheet", required=False) or "",
         sentinel_s=_time(r, "sentinel", required=False) or 0.0,
+        vector_bytes=r.quantity("vector_bytes", Dimension.BYTES, high=4096, allow_zero=True,
+                                required=False, default=0.0),
+        tail_s=_optional_times(r.section("tail_time", required=False)),
     )
     faults.finish()
     if not cal.levels or cal.levels[-1].name != level_names[-1]:
@@ -192,6 +202,10 @@ def _times(r: Reader, allowed: tuple[str, ...] = ()) -> dict[str, float]:
         out[str(key)] = _time(r, key)
     r.finish()
     return out
+
+
+def _optional_times(r: Reader | None) -> dict[str, float]:
+    return {} if r is None else _times(r)
 
 
 def _level(r: Reader, level_names: tuple[str, ...]) -> StreamLevel:

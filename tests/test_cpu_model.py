@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from sim.cost import CalibratedCostModel, RooflineCostModel, cost_ops
-from sim.cost.cpu import Residency, cpu_op_cost, flash_blocks, trace_residency
+from sim.cost.cpu import Residency, cpu_op_cost, flash_blocks, tail_elements, trace_residency
 from sim.trace import Op, TensorMeta
 from tests.cpu_fixtures import MIB, TOY_CAL, gemm_op, stream_op
 
@@ -68,6 +68,25 @@ def test_row_wise_ops_pay_per_row_and_strided_copies_pay_bandwidth():
     strided = stream_op("clone", (512, 512), category="copy", contiguous=False)
     assert cpu_op_cost(strided, TOY_CAL).t_calc_s == pytest.approx(
         5e-6 + 2 * 2**20 / (100e9 * 0.25))  # no copy floor: falls back on "other"
+
+
+def test_row_tails_past_the_last_vector_chunk_run_scalar():
+    # AVX-512 (64 B): amax reduces 4 vectors of 16 fp32 at a time, a softmax one vector, a
+    # bf16 vector holds 32 elements
+    assert tail_elements(stream_op("amax", (10, 88), category="reduction"), 64) == 10 * 24
+    assert tail_elements(stream_op("amax", (10, 128), category="reduction"), 64) == 0
+    assert tail_elements(stream_op("_softmax", (10, 88), category="reduction"), 64) == 10 * 8
+    bf16 = stream_op("_softmax", (3, 62), category="reduction", dtype="bf16")
+    assert tail_elements(bf16, 64) == 3 * 30
+    assert tail_elements(stream_op("_softmax", (3, 64), category="reduction",
+                                   dtype="bf16"), 64) == 0
+    assert tail_elements(stream_op("add", (10, 88)), 64) == 0  # not row-wise
+    assert tail_elements(stream_op("amax", (10, 88), category="reduction"), 0) == 0
+    # priced per tail element on top of the rows: 64 rows x 10 ns + 64 x 8 x 2 ns
+    cal = dataclasses.replace(TOY_CAL, vector_bytes=64, tail_s={"_softmax": 2e-9})
+    softmax = stream_op("_softmax", (64, 24), category="reduction")
+    assert cpu_op_cost(softmax, cal).t_calc_s == pytest.approx(3e-6 + 64 * 10e-9
+                                                               + 64 * 8 * 2e-9)
 
 
 def test_fresh_outputs_above_the_mmap_threshold_fault_in_their_pages():

@@ -101,7 +101,20 @@ def start_calibration(spec: HardwareSpec, threads: int) -> CpuCalibration:
                           fault_threshold_bytes=MMAP_THRESHOLD_BYTES, fault_bytes_per_s=3.3e9,
                           strided_fraction=0.5, floor_s=dict.fromkeys(FLOOR_CATEGORIES, 1e-6),
                           op_floor_s={}, element_s={}, row_s={}, gemm=gemm,
-                          attention=attention)
+                          attention=attention, vector_bytes=torch_vector_bytes())
+
+
+#: SIMD width (bytes) of torch's CPU kernels by the capability they were dispatched for.
+_CAPABILITY_BYTES = {"AVX512": 64, "AVX2": 32, "SVE256": 32, "NEON": 16, "DEFAULT": 16}
+
+
+def torch_vector_bytes() -> float:
+    """The vector width torch's CPU kernels run with on this machine (what the tail term of
+    row-wise ops counts in, :func:`sim.cost.cpu.tail_elements`)."""
+    import torch
+
+    capability = torch.backends.cpu.get_cpu_capability()
+    return float(_CAPABILITY_BYTES.get(capability.split("_")[0], 16))
 
 
 def predict_points(points: Sequence[Point], spec: HardwareSpec) -> np.ndarray:

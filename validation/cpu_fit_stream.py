@@ -1,9 +1,9 @@
 """Stage 2 of the CPU fit: streaming ops (see :mod:`validation.cpu_fit`).
 
 Parameters: the achieved bandwidth of each memory level, a floor per category, an element time
-per (op, dtype) present, the strided-copy fraction, the embedding gather fraction and the
-page-fault bandwidth. The arithmetic is :func:`sim.cost.cpu.stream_seconds`, vectorized over
-every op of the points.
+per (op, dtype) present, a row time and a row-tail time per row-wise (op, dtype), the
+strided-copy fraction, the embedding gather fraction and the page-fault bandwidth. The
+arithmetic is :func:`sim.cost.cpu.stream_seconds`, vectorized over every op of the points.
 
 The effective capacity of the last-level cache is not fitted: it is
 :data:`EFFECTIVE_LLC_BYTES`, this VM's share of the L3 (cited there). Choosing it by the fit's
@@ -65,6 +65,7 @@ def _arrays(points, cal: CpuCalibration) -> dict:
                 point_of.append(i)
     keys = sorted({_element_param(r["key"], r["dtype"]) for r in rows})
     row_keys = sorted({_element_param(r["key"], r["dtype"]) for r in rows if r["rows"] > 0})
+    tail_keys = sorted({_element_param(r["key"], r["dtype"]) for r in rows if r["tail"] > 0})
     categories = sorted({r["category"] for r in rows})
     key_category = {_element_param(r["key"], r["dtype"]): r["category"] for r in rows}
     return {
@@ -73,6 +74,9 @@ def _arrays(points, cal: CpuCalibration) -> dict:
         "bytes": np.array([r["bytes"] for r in rows], dtype=float),
         "elements": np.array([r["elements"] for r in rows], dtype=float),
         "rows": np.array([r["rows"] for r in rows], dtype=float),
+        "tail": np.array([r["tail"] for r in rows], dtype=float), "tail_keys": tail_keys,
+        "tail_key": np.array([tail_keys.index(k) if k in tail_keys else len(tail_keys)
+                              for k in (_element_param(r["key"], r["dtype"]) for r in rows)]),
         "strided": np.array([r["strided"] for r in rows], dtype=bool),
         "gather": np.array([r["gather"] for r in rows], dtype=bool),
         "fault": np.array([r["fault_bytes"] for r in rows], dtype=float),
@@ -84,12 +88,14 @@ def _arrays(points, cal: CpuCalibration) -> dict:
 
 
 def _unpack(x: np.ndarray, a: dict, n_levels: int) -> dict:
-    n_key, n_row = len(a["keys"]), len(a["row_keys"])
+    n_key, n_row, n_tail = len(a["keys"]), len(a["row_keys"]), len(a["tail_keys"])
     end = n_levels + 2 * n_key
+    tails = end + n_row
     return {"bw": x[:n_levels], "floor": x[n_levels:n_levels + n_key],
             "element": x[n_levels + n_key:end],
-            "row": np.append(x[end:end + n_row], 0.0),  # the last: ops with no rows
-            "strided": x[end + n_row], "gather": x[-2] if a["gather"].any() else 1.0,
+            "row": np.append(x[end:tails], 0.0),  # the last: ops with no rows
+            "tail": np.append(x[tails:tails + n_tail], 0.0),  # the last: ops with no tail
+            "strided": x[tails + n_tail], "gather": x[-2] if a["gather"].any() else 1.0,
             "fault": x[-1]}
 
 
@@ -102,7 +108,7 @@ def _op_seconds(v: dict, a: dict) -> np.ndarray:
     bandwidth = _bandwidth(v, a)
     return stream_seconds(v["floor"][a["key"]], a["bytes"], bandwidth, a["elements"],
                           v["element"][a["key"]], a["rows"], v["row"][a["row_key"]],
-                          a["fault"], v["fault"])
+                          a["fault"], v["fault"], a["tail"], v["tail"][a["tail_key"]])
 
 
 def _fit_once(points, cal: CpuCalibration, fit_lsq) -> CpuCalibration:
@@ -110,18 +116,18 @@ def _fit_once(points, cal: CpuCalibration, fit_lsq) -> CpuCalibration:
     measured = np.array([p.measured_s for p in points])
     n_ops = a["views"] + np.bincount(a["point"], minlength=len(points))
     n_levels = len(cal.levels)
-    n_keys, n_rows = len(a["keys"]), len(a["row_keys"])
+    n_keys, n_rows, n_tails = len(a["keys"]), len(a["row_keys"]), len(a["tail_keys"])
     # (start, low, high) of the gather fraction; no parameter when no op gathers
     gather = np.array([_GATHER_START, 0.02, 1.0] if a["gather"].any() else [])
     start = np.concatenate([[lv.bandwidth_bytes_per_s for lv in cal.levels],
                             np.full(n_keys, 1e-6), np.full(n_keys, 2e-10),
-                            np.full(n_rows, 1e-8),
+                            np.full(n_rows, 1e-8), np.full(n_tails, 2e-10),
                             [cal.strided_fraction], gather[:1], [cal.fault_bytes_per_s]])
-    low = np.concatenate([np.full(n_levels, 1e9), np.zeros(2 * n_keys + n_rows),
+    low = np.concatenate([np.full(n_levels, 1e9), np.zeros(2 * n_keys + n_rows + n_tails),
                           [0.02], gather[1:2], [1e8]])
     high = np.concatenate([np.full(n_levels, 2e12), np.full(n_keys, 1e-4),
-                           np.full(n_keys, 1e-7), np.full(n_rows, 1e-5), [1.0], gather[2:],
-                           [1e11]])
+                           np.full(n_keys, 1e-7), np.full(n_rows, 1e-5), np.full(n_tails, 1e-7),
+                           [1.0], gather[2:], [1e11]])
 
     def residuals(x):
         seconds = _op_seconds(_unpack(x, a, n_levels), a)
@@ -139,11 +145,13 @@ def _calibration(cal: CpuCalibration, v: dict, a: dict) -> CpuCalibration:
     gather fraction stays ``cal``'s when no op gathers."""
     bandwidth = _bandwidth(v, a)
     binds = (a["elements"] * v["element"][a["key"]] + a["rows"] * v["row"][a["row_key"]]
-             > a["bytes"] / bandwidth)
+             + a["tail"] * v["tail"][a["tail_key"]] > a["bytes"] / bandwidth)
     elements = {k: float(v["element"][i]) for i, k in enumerate(a["keys"])
                 if binds[a["key"] == i].any()}
     rows = {k: float(v["row"][i]) for i, k in enumerate(a["row_keys"])
             if binds[a["row_key"] == i].any()}
+    tails = {k: float(v["tail"][i]) for i, k in enumerate(a["tail_keys"])
+             if binds[a["tail_key"] == i].any()}
     levels = tuple(dataclasses.replace(lv, bandwidth_bytes_per_s=float(bw))
                    for lv, bw in zip(cal.levels, v["bw"], strict=True))
     op_floors = {k: float(v["floor"][i]) for i, k in enumerate(a["keys"])}
@@ -153,7 +161,7 @@ def _calibration(cal: CpuCalibration, v: dict, a: dict) -> CpuCalibration:
                    if c == category]
         floors[category] = float(np.median(members))
     return dataclasses.replace(cal, levels=levels, floor_s=floors, op_floor_s=op_floors,
-                               element_s=elements, row_s=rows,
+                               element_s=elements, row_s=rows, tail_s=tails,
                                strided_fraction=float(v["strided"]),
                                gather_fraction=(float(v["gather"]) if a["gather"].any()
                                                 else cal.gather_fraction),

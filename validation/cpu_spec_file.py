@@ -67,6 +67,8 @@ def _calibration_section(cal: CpuCalibration) -> dict[str, Any]:
         "op_floor": {k: quantity(v, "s") for k, v in sorted(cal.op_floor_s.items())},
         "element_time": {k: quantity(v, "s") for k, v in sorted(cal.element_s.items())},
         "row_time": {k: quantity(v, "s") for k, v in sorted(cal.row_s.items())},
+        "vector_bytes": quantity(cal.vector_bytes, "B"),
+        "tail_time": {k: quantity(v, "s") for k, v in sorted(cal.tail_s.items())},
         "gemm": {dt: coefficients(c, GEMM_KEYS) for dt, c in sorted(cal.gemm.items())},
         "attention": {dt: coefficients(c, ATTENTION_KEYS)
                       for dt, c in sorted(cal.attention.items())},

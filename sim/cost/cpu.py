@@ -20,7 +20,8 @@ order, t_post = 0. With the coefficients of the spec's ``cpu_calibration``
              + E x dtype bytes / bw(level holding K and V)
     streaming (elementwise, reduction, norm, copy, embedding, other)
              floor[op] + max(bytes / bw(level) [/ strided_fraction] [/ gather_fraction],
-                             elements x element_time[op] + rows x row_time[op])
+                             elements x element_time[op] + rows x row_time[op]
+                             + tail x tail_time[op])
 
 GEMM: the micro-kernel runs at ``rate`` on packed panels, and each operand pass costs per
 element -- Hockney's half-performance length (Hockney & Jesshope, "Parallel Computers 2", 1988,
@@ -41,7 +42,12 @@ multiplies vectors by K and V, a matrix-vector product like the GEMM's m = 1.
 Streaming: bytes flow from the level holding the working set unless the per-element work
 (a special function, a softmax) is slower (Williams et al., "Roofline", CACM 2009: the max of
 the two); a row-wise op (softmax, norm, reduction over the last dimension) also pays per row
-(horizontal reduction, tail handling), and an embedding per gathered row (a row copy). A
+(horizontal reduction), and an embedding per gathered row (a row copy). The elements of a row
+past its last full vector chunk (``tail``, :func:`tail_elements`) run a scalar loop: PyTorch's
+inner reductions (aten/src/ATen/native/cpu/Reduce.h, ``vectorized_inner_reduction``) take
+chunks of 4 vectors and finish with ``basic_loop``, the other row kernels chunks of one vector,
+so a row of 64 fp32 elements runs 2-4x faster than one of 88 (measured: amax 9 vs 38 ns per
+row). A
 strided (transposing) copy reaches ``strided_fraction`` of the bandwidth, an embedding's row
 gather ``gather_fraction`` (rows at random offsets of the table: a cache and TLB miss per row,
 which the hardware prefetcher does not hide across rows; measured here 2026-11-29, gathers of
@@ -176,10 +182,27 @@ def stream_terms(op: Op, cal: CpuCalibration, residency: Residency) -> dict:
     return {"category": op.category if op.category in STREAM_CATEGORIES else "other",
             "key": element_key(op), "dtype": op.dtype, "bytes": op.bytes_total,
             "elements": float(max((t.numel for t in tensors), default=0)),
-            "rows": _rows(op),
+            "rows": _rows(op), "tail": tail_elements(op, cal.vector_bytes),
             "strided": op.attrs.get("contiguous") is False, "gather": op.category == "embedding",
             "level": level_index(cal, reuse),
             "fault_bytes": _fault_bytes(op, cal)}
+
+
+#: Row reductions PyTorch runs through Reduce.h's vectorized_inner_reduction: chunks of 4 vectors.
+_FOUR_VECTOR_CHUNKS = frozenset({"amax", "amin", "max", "min", "prod", "argmax", "argmin"})
+
+
+def tail_elements(op: Op, vector_bytes: float) -> float:
+    """Elements of a row-wise op (reduction or norm over the last dimension) past the last full
+    vector chunk of each row, summed over rows (module doc); 0 without a vector width."""
+    first = op.inputs[0] if op.inputs else None
+    if (op.category not in ("reduction", "norm") or first is None or not first.shape
+            or vector_bytes <= 0):
+        return 0.0
+    cols = first.shape[-1]
+    lanes = max(int(vector_bytes // DTYPE_BYTES.get(first.dtype, 4)), 1)
+    chunk = 4 * lanes if element_key(op) in _FOUR_VECTOR_CHUNKS else lanes
+    return float(cols % chunk) * (first.numel / cols if cols else 0.0)
 
 
 def _rows(op: Op) -> float:
@@ -218,11 +241,11 @@ def attention_seconds(coef, terms, bandwidth, fault_bytes_per_s):
 
 
 def stream_seconds(floor_s, nbytes, bandwidth, elements, element_s, rows, row_s, fault_bytes,
-                   fault_bytes_per_s):
+                   fault_bytes_per_s, tail=0.0, tail_s=0.0):
     """Streaming t_calc (s), numpy-broadcasting; ``bandwidth`` already scaled by the strided
     and gather fractions."""
-    return (floor_s + np.maximum(nbytes / bandwidth, elements * element_s + rows * row_s)
-            + fault_bytes / fault_bytes_per_s)
+    work = elements * element_s + rows * row_s + tail * tail_s
+    return floor_s + np.maximum(nbytes / bandwidth, work) + fault_bytes / fault_bytes_per_s
 
 
 def cpu_op_cost(op: Op, cal: CpuCalibration, residency: Residency = Residency()) -> OpCost:
@@ -259,11 +282,14 @@ def _stream(cal: CpuCalibration, terms: dict) -> tuple[float, str]:
                  * (cal.gather_fraction if terms["gather"] else 1.0))
     per_element = element_time(cal, terms["key"], terms["dtype"])
     per_row = element_time(cal, terms["key"], terms["dtype"], table=cal.row_s)
+    per_tail = element_time(cal, terms["key"], terms["dtype"], table=cal.tail_s)
     floor = op_floor(cal, terms["key"], terms["dtype"], terms["category"])
     t = stream_seconds(floor, terms["bytes"], bandwidth, terms["elements"], per_element,
-                       terms["rows"], per_row, terms["fault_bytes"], cal.fault_bytes_per_s)
+                       terms["rows"], per_row, terms["fault_bytes"], cal.fault_bytes_per_s,
+                       terms["tail"], per_tail)
     memory_s = terms["bytes"] / bandwidth
-    compute_s = terms["elements"] * per_element + terms["rows"] * per_row
+    compute_s = (terms["elements"] * per_element + terms["rows"] * per_row
+                 + terms["tail"] * per_tail)
     bound = "latency" if floor > max(memory_s, compute_s) else (
         "memory" if memory_s >= compute_s else "compute")
     return float(t), bound
