@@ -222,7 +222,8 @@ def _add_bench(sub) -> None:
 
 def _add_calibrate(sub) -> None:
     p = sub.add_parser("calibrate", help="measure this machine's kernels and fit a calibrated "
-                       "spec (CPU)")
+                       "spec (CPU); or fit a system's collectives on its nccl-tests results "
+                       "(--collectives CSV --system NAME)")
     p.add_argument("--device", default="cpu", choices=("cpu",))
     p.add_argument("--hw", default="amd-epyc-zen5", help="the datasheet spec to calibrate")
     p.add_argument("--threads", type=int, default=1, help="torch threads the spec models")
@@ -230,6 +231,11 @@ def _add_calibrate(sub) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("-o", "--output", help="calibrated spec (default: "
                    "hw_specs/calibrated/<hw>-<threads>t.yaml)")
+    p.add_argument("--collectives", metavar="CSV", help="measured collectives of --system "
+                   "(columns collective, num_gpus, bytes, time_us[, dtype]): write that system "
+                   "with its own collective parameters to -o")
+    p.add_argument("--system", help="the system spec the --collectives were measured on")
+    p.add_argument("--name", help="name of the calibrated system (default <system>-calibrated)")
 
 
 def _add_validate(sub) -> None:

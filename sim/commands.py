@@ -323,11 +323,26 @@ def _validate_cpu(args: argparse.Namespace) -> None:
 
 
 def _calibrate(args: argparse.Namespace) -> None:
+    if args.collectives or args.system:
+        return _calibrate_collectives(args)
     _workloads()
     from validation import calibrate_cpu
 
     path = calibrate_cpu(args.threads, args.quick, args.output, args.progress, datasheet=args.hw)
     print(f"wrote calibrated spec: {path} (use it as --hw {path})")
+
+
+def _calibrate_collectives(args: argparse.Namespace) -> None:
+    from validation.collective_calibrate import calibrate_system
+
+    for flag, value in (("--collectives", args.collectives), ("--system", args.system),
+                        ("-o", args.output)):
+        if not value:
+            raise InputError("a collective calibration needs --collectives CSV, --system NAME "
+                             "and -o OUT.yaml", field=flag)
+    _check_outputs(args.output)
+    path = calibrate_system(args.system, args.collectives, args.output, name=args.name)
+    print(f"wrote calibrated system: {path} (use it as --system {path})")
 
 
 def _validate_dataset(args: argparse.Namespace) -> None:

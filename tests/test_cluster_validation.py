@@ -11,6 +11,7 @@ import pytest
 from validation.cluster_validation import (
     megatron_throughput,
     nccl_errors,
+    nccl_system_calibrated,
     neusight_parallel,
     summary,
 )
@@ -38,6 +39,17 @@ def test_nccl_on_dgx_nodes(root):
     assert s.loc[("azure", "dgx-h100"), "median_ape"] <= 0.13  # achieved 11.6%
     assert s.loc[("aiconfigurator", "dgx-h100"), "median_ape"] <= 0.23  # achieved 20.4%
     assert s.loc[("aiconfigurator", "dgx-h200"), "median_ape"] <= 0.22  # achieved 19.5%
+
+
+def test_nccl_with_the_node_calibrated_on_its_own_two_and_four_gpu_runs(root):
+    # each node's collective parameters fitted on its 2- and 4-GPU AIConfigurator runs; its
+    # 8-GPU runs >= 1 MiB held out (same machine, same NCCL)
+    errors = nccl_system_calibrated(root)
+    s = summary(errors, ["source", "system"]).set_index(["source", "system"])
+    for system in ("dgx-a100", "dgx-h100", "dgx-h200", "dgx-b200"):  # achieved 5.1-5.6 %
+        assert s.loc[("aiconfigurator", system), "median_ape"] <= 0.07, system
+    # other machines of the same node type (Vidur, Azure) are predicted and reported too
+    assert {("vidur", "dgx-h100"), ("azure", "dgx-h200")} <= set(s.index)
 
 
 def test_neusight_four_gpu_gpt2_large(root):

@@ -136,6 +136,12 @@ def test_multi_domain_needs_a_fabric():
     (lambda d: d.update(schema="tksim.hw/1"), "schema", "expected 'tksim.system/1'"),
     (lambda d: d.pop("sources"), "sources", "every number must cite"),
     (lambda d: d.update(domains=2), "domains", "no source"),
+    (lambda d: d.update(collectives={"source": "dgx_h100", "link_efficiency": 1.2,
+                                     "pipeline_fill_steps": 0.6, "latency_scale": 1,
+                                     "latency": "0 us"}),
+     "collectives.link_efficiency", "must be <= 1"),
+    (lambda d: d.update(collectives={"source": "dgx_h100", "link_efficiency": 0.8}),
+     "collectives.pipeline_fill_steps", "missing field"),
 ])
 def test_malformed_fields_name_file_and_key(edit, field, message):
     data = _data("dgx-h100.yaml")
@@ -178,3 +184,22 @@ def test_cli_lists_and_shows_systems(capsys):
     assert "nvlink4 450 GB/s" in capsys.readouterr().out
     assert main(["specs", "show", "dgx-h10"]) == 2
     assert "did you mean dgx-h100" in capsys.readouterr().err
+
+
+def test_collectives_measured_on_a_system_replace_the_a100_fit():
+    from sim.cluster.comm import collective_plan
+    from sim.cost.gpu_params import A100_FIT
+
+    data = _data("dgx-h100.yaml")
+    data["collectives"] = {"source": "dgx_h100", "link_efficiency": 0.8,
+                           "pipeline_fill_steps": 1.0, "latency_scale": 0.5, "latency": "1 us"}
+    spec = parse_system(data, file="cal.yaml")
+    assert spec.collectives == pytest.approx({
+        "link_efficiency": 0.8, "link_efficiency_drop": 1.0, "collective_latency_scale": 0.5,
+        "collective_latency_s": 1e-6})
+    # the ring's sustained port capacity is the system's own link efficiency
+    plan = collective_plan(spec, "allgather", 2**30, tuple(range(8)), A100_FIT)
+    assert plan.flows[0][1] == pytest.approx(450e9 * 0.8)
+    assert collective_plan(load_system("dgx-h100"), "allgather", 2**30, tuple(range(8)),
+                           A100_FIT).flows[0][1] == pytest.approx(450e9 * A100_FIT.link_efficiency)
+    assert spec.with_domains(2).collectives == spec.collectives

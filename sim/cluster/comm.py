@@ -25,7 +25,9 @@ Legend: n = |G| ranks, D = scale-up domains spanned, l = n / D ranks per domain,
 - **Point to point** (pipeline send/recv): the route's bottleneck link, S bytes.
 
 A port's capacity is what the link sustains (NIC line rate x ``FABRIC_EFFICIENCY``; scale-up
-bandwidth x the fitted ``link_efficiency``); each flow is also capped at the rate its algorithm
+bandwidth x the fitted ``link_efficiency``); a system spec with a ``collectives`` section
+(measured on that system, ``tksim calibrate --collectives``) replaces the transferable A100 fit's
+collective parameters with its own; each flow is also capped at the rate its algorithm
 and protocol reach alone, so sharing slows a flow only when the port is really oversubscribed.
 """
 
@@ -104,6 +106,7 @@ def collective_options(system, kind: str, size_bytes: float, gpus: tuple[int, ..
     if kind not in COLLECTIVES:
         raise InputError(f"unknown collective {kind!r}; one of {', '.join(COLLECTIVES)}",
                          field="collective")
+    params = system.collective_params(params)
     n, me = len(gpus), gpus[0] if rank is None else rank
     if n < 2 or size_bytes <= 0:
         return [CommPlan(0.0, (), "none", {"num_ranks": n})]
@@ -115,6 +118,7 @@ def collective_options(system, kind: str, size_bytes: float, gpus: tuple[int, ..
 
 def p2p_plan(system, src: int, dst: int, size_bytes: float, params: GpuParams) -> CommPlan:
     """A send of ``size_bytes`` from GPU ``src`` to GPU ``dst`` (pipeline activations)."""
+    params = system.collective_params(params)
     route = system.route(src, dst)
     if route.via == "fabric":
         fabric = system.fabric

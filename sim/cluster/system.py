@@ -42,6 +42,7 @@ __all__ = [
     "system_dirs",
     "system_text",
     "system_dict",
+    "COLLECTIVE_KEYS",
 ]
 
 SCHEMA = "tksim.system/1"
@@ -79,6 +80,14 @@ class SystemSpec:
     graph: Topology = dataclasses.field(repr=False, compare=False)
     sources: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
     host: PcieHost | None = None
+    #: Collective parameters measured on this system (YAML ``collectives``, written by
+    #: ``tksim calibrate --collectives``): GpuParams field -> value; they replace the
+    #: transferable A100 fit's for this system's collectives (:meth:`collective_params`).
+    collectives: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+    def collective_params(self, params):
+        """``params`` (a GpuParams) with this system's measured collective parameters."""
+        return params.replace(**self.collectives) if self.collectives else params
 
     @property
     def num_gpus(self) -> int:
@@ -127,19 +136,41 @@ def parse_system(data: object, *, file: str) -> SystemSpec:
         raise top.error("domains", f"absurd size: {num_domains * gpus:,} GPUs")
     host = _read_host(top, kind, gpus, file)
     fabric = _read_fabric(top.section("fabric", required=False))
+    collectives = _read_collectives(top.section("collectives", required=False))
     spec = SystemSpec(
         name=top.text("name"),
         path=file,
         description=top.text("description", required=False) or "",
         aliases=tuple(top.raw("aliases", list, required=False) or ()),
         device=device, gpus_per_domain=gpus, num_domains=num_domains, scale_up=link,
-        scale_up_kind=kind, fabric=fabric, sources=sources, host=host,
+        scale_up_kind=kind, fabric=fabric, sources=sources, host=host, collectives=collectives,
         graph=build_topology(gpus_per_domain=gpus, num_domains=num_domains, scale_up=link,
                              scale_up_kind=kind, fabric=fabric, host=host),
     )
     top.finish()
     spec.graph.check_connected(file, field="fabric" if fabric is None else "domains")
     return spec
+
+
+#: ``collectives`` keys -> (GpuParams field, dimension, upper bound): a system calibration
+COLLECTIVE_KEYS = {
+    "link_efficiency": ("link_efficiency", Dimension.RATIO, 1.0),
+    "pipeline_fill_steps": ("link_efficiency_drop", Dimension.COUNT, 64.0),
+    "latency_scale": ("collective_latency_scale", Dimension.RATIO, 100.0),
+    "latency": ("collective_latency_s", Dimension.TIME, 1e-3),
+}
+
+
+def _read_collectives(r: Reader | None) -> dict[str, float]:
+    """The optional ``collectives`` section: parameters of the collective model measured on
+    this system (sim.cost.collective: bus efficiency link_efficiency * s / (s + fill) for a
+    collective of s ring steps, NCCL's latencies x latency_scale + latency)."""
+    if r is None:
+        return {}
+    out = {field: r.quantity(key, dim, high=high, allow_zero=key != "link_efficiency")
+           for key, (field, dim, high) in COLLECTIVE_KEYS.items()}
+    r.finish()
+    return out
 
 
 def _read_device(r: Reader, key: str, file: str, *, kind: str) -> HardwareSpec:
@@ -301,6 +332,7 @@ def system_dict(spec: SystemSpec) -> dict:
                                                 "sockets": spec.host.sockets,
                                                 "pcie_switches": spec.host.pcie_switches},
         "graph": {"num_nodes": len(spec.graph.nodes), "num_edges": len(spec.graph.edges)},
+        "collectives": dict(spec.collectives),
         "sources": dict(spec.sources),
     }
 
@@ -326,6 +358,12 @@ def system_text(spec: SystemSpec) -> str:
                      f"{fq(f.latency_s, 's')}, {f.domains_per_group} domains per leaf group"
                      + (", SHARP" if f.in_network_reduction else ""))
     lines.append(f"  graph: {len(spec.graph.nodes)} nodes, {len(spec.graph.edges)} edges")
+    if spec.collectives:
+        c = spec.collectives
+        lines.append(f"  collectives (measured on this system): link efficiency "
+                     f"{c['link_efficiency']:.3f}, pipeline fill {c['link_efficiency_drop']:.2f} "
+                     f"steps, NCCL latency x {c['collective_latency_scale']:.2f} + "
+                     f"{fq(c['collective_latency_s'], 's')}")
     lines.append("  sources:")
     lines += [f"    [{key}] {text}" for key, text in spec.sources.items()]
     return "\n".join(lines)
