@@ -10,7 +10,12 @@ import pytest
 from sim.cli import main
 from sim.cluster.system import load_system
 from sim.cost.gpu_params import A100_FIT
-from validation.collective_calibrate import fit_collectives, predict_rows, read_measurements
+from validation.collective_calibrate import (
+    fit_collectives,
+    predict_rows,
+    read_measurements,
+    without_nvls,
+)
 
 TOY_SYSTEM = str(Path(__file__).resolve().parent / "data" / "toy-system.yaml")
 TRUE = {"link_efficiency": 0.8, "link_efficiency_drop": 1.5, "collective_latency_s": 2e-6,
@@ -37,7 +42,19 @@ def test_fit_recovers_the_parameters_that_timed_the_rows(tmp_path):
     assert set(rows["kind"]) == {"allreduce", "allgather", "reducescatter", "alltoall"}
     assert set(rows["dtype"]) == {"fp16"}
     fitted = fit_collectives(load_system(TOY_SYSTEM), rows)
+    assert fitted.pop("nvls") == 1.0  # the toy switch does not reduce: nothing to decide
     assert fitted == pytest.approx(TRUE, rel=1e-3)
+
+
+def test_fit_tells_a_stack_without_nvls_apart():
+    # 4-GPU all-reduces of a DGX H100 whose NCCL runs rings only: the fit without NVLS wins
+    h100 = load_system("dgx-h100")
+    rows = pd.DataFrame({"kind": "allreduce", "num_gpus": 4,
+                         "bytes": [2.0**k for k in range(16, 31)], "dtype": "fp16"})
+    rows["seconds"] = predict_rows(without_nvls(h100), rows, A100_FIT.replace(**TRUE))
+    assert fit_collectives(h100, rows)["nvls"] == 0.0
+    rows["seconds"] = predict_rows(h100, rows, A100_FIT.replace(**TRUE))
+    assert fit_collectives(h100, rows)["nvls"] == 1.0
 
 
 def test_cli_writes_a_system_that_uses_its_own_collectives(tmp_path, capsys):

@@ -127,38 +127,55 @@ def _aiconfigurator_nccl(root: Path, min_bytes: float) -> list[dict]:
 
 
 def nccl_system_calibrated(root: Path, min_bytes: float = 2**20) -> pd.DataFrame:
-    """The 8-GPU NCCL rows of :func:`nccl_errors` predicted with each node's collectives
-    calibrated on its own 2- and 4-GPU AIConfigurator runs (every size, both dtypes;
-    :mod:`validation.collective_calibrate`): what a user who ran nccl-tests on part of a node
-    gets for the whole node. Vidur's and Azure's rows (other machines, other NCCL versions) use
-    the calibration of the same node type."""
-    from validation.collective_calibrate import fit_collectives, predict_rows
+    """The 8-GPU NCCL rows of :func:`nccl_errors` predicted with the node's collectives
+    calibrated on the same stack's 2- and 4-GPU runs (:mod:`validation.collective_calibrate`):
+    what a user who ran nccl-tests on part of a node gets for the whole node. AIConfigurator's
+    rows use its own 2/4-GPU runs (four collectives, every size, both dtypes), Vidur's its own
+    single-node 2/4-GPU all-reduces (every 8th size); Azure ran 8 GPUs only, so its rows get the
+    AIConfigurator calibration of the same node type (``calibrated_on`` says so: another
+    machine and NCCL version, reported but not a same-stack result)."""
+    from validation.collective_calibrate import fit_collectives, predict_rows, without_nvls
 
     fitted = {}
     for prefix, name in _NCCL_SYSTEMS.items():
         path = root / "aiconfigurator" / f"{prefix}_nccl.csv"
-        if not path.is_file():
-            continue
-        df = pd.read_csv(path)
-        df = df[(df["num_gpus"] < 8) & df["op_name"].isin(list(_NCCL_KINDS))]
-        rows = pd.DataFrame({"kind": df["op_name"].map(_NCCL_KINDS), "num_gpus": df["num_gpus"],
-                             "bytes": df["message_bytes"], "seconds": df["latency_ms"] * 1e-3,
-                             "dtype": df["nccl_dtype"].map(_NCCL_DTYPES)})
-        fitted[name] = fit_collectives(load_system(name), rows)
+        if path.is_file():
+            df = pd.read_csv(path)
+            df = df[(df["num_gpus"] < 8) & df["op_name"].isin(list(_NCCL_KINDS))]
+            fitted[("aiconfigurator", name)] = fit_collectives(load_system(name), pd.DataFrame({
+                "kind": df["op_name"].map(_NCCL_KINDS), "num_gpus": df["num_gpus"],
+                "bytes": df["message_bytes"], "seconds": df["latency_ms"] * 1e-3,
+                "dtype": df["nccl_dtype"].map(_NCCL_DTYPES)}))
+    for folder, name in _VIDUR_SYSTEMS.items():
+        path = root / "vidur" / "network" / folder / "all_reduce.csv"
+        if path.is_file():
+            df = pd.read_csv(path)
+            df = df[(df["num_workers"] < 8) & (df["num_workers"] == df["devices_per_node"])]
+            df = df.sort_values(["num_workers", "size"]).iloc[::8]
+            fitted[("vidur", name)] = fit_collectives(load_system(name), pd.DataFrame({
+                "kind": "allreduce", "num_gpus": df["num_workers"], "bytes": df["size"],
+                "seconds": df["time_stats.all_reduce.median"] * 1e-3, "dtype": "fp16"}))
     errors = nccl_errors(root, min_bytes)
-    errors = errors[errors["system"].isin(list(fitted))].reset_index(drop=True)
+    on = [(src, sys_) if (src, sys_) in fitted else ("aiconfigurator", sys_)
+          for src, sys_ in zip(errors["source"], errors["system"], strict=True)]
+    keep = np.array([key in fitted for key in on])
+    errors = errors[keep].reset_index(drop=True)
+    on = [key for key, k in zip(on, keep, strict=True) if k]
     predicted = np.empty(len(errors))
-    for name, index in errors.groupby("system").groups.items():
-        group = errors.loc[index]
-        rows = pd.DataFrame({"kind": group["collective"], "num_gpus": 8,
-                             "bytes": group["bytes"], "seconds": group["measured_s"],
-                             "dtype": group["dtype"].replace("", None)})
-        predicted[index] = predict_rows(load_system(name), rows,
-                                        A100_FIT.replace(**fitted[name]))
-    return errors.assign(predicted_s=predicted, fit_data=False,
-                         calibration=errors["system"].map(
-                             {k: ", ".join(f"{p} {v:.3g}" for p, v in f.items())
-                              for k, f in fitted.items()}))
+    for key in set(on):
+        index = np.flatnonzero([k == key for k in on])
+        group = errors.iloc[index]
+        rows = pd.DataFrame({"kind": group["collective"].to_numpy(), "num_gpus": 8,
+                             "bytes": group["bytes"].to_numpy(),
+                             "dtype": group["dtype"].replace("", None).to_numpy()})
+        params = dict(fitted[key])
+        system = load_system(key[1]) if params.pop("nvls") else without_nvls(load_system(key[1]))
+        predicted[index] = predict_rows(system, rows, A100_FIT.replace(**params))
+    same = [src == key[0] for src, key in zip(errors["source"], on, strict=True)]
+    return errors.assign(predicted_s=predicted, fit_data=False, same_stack=same,
+                         calibrated_on=[f"{k[0]} {k[1]} 2/4 GPUs" for k in on],
+                         calibration=[", ".join(f"{p} {v:.3g}" for p, v in fitted[k].items())
+                                      for k in on])
 
 
 @functools.lru_cache(maxsize=16)
@@ -300,10 +317,12 @@ def run_cluster_validation(data_dir: str | Path | None = None, *,
            "met": bool(s.median_ape <= TARGETS["nccl_8gpu"])}
           for (source, system), s in summary(held, ["source", "system"]).set_index(
               ["source", "system"]).iterrows()),
-        *({"target": "NCCL collectives, 8 GPUs, >= 1 MiB, node calibrated on its 2/4-GPU runs",
-           "group": f"{source} {system}", "value": float(s.median_ape),
-           "bound": TARGETS["nccl_8gpu"], "met": bool(s.median_ape <= TARGETS["nccl_8gpu"])}
-          for (source, system), s in summary(calibrated, ["source", "system"]).set_index(
+        *({"target": "NCCL collectives, 8 GPUs, >= 1 MiB, node calibrated on the same "
+                     "stack's 2/4-GPU runs", "group": f"{source} {system}",
+           "value": float(s.median_ape), "bound": TARGETS["nccl_8gpu"],
+           "met": bool(s.median_ape <= TARGETS["nccl_8gpu"])}
+          for (source, system), s in summary(calibrated[calibrated.same_stack],
+                                             ["source", "system"]).set_index(
               ["source", "system"]).iterrows()),
         _target("NeuSight 4-GPU GPT-2-Large dp4/tp4/pp4", neusight, "neusight_4gpu"),
         _target("Megatron-LM SC'21 TFLOP/s per GPU", megatron, "megatron_throughput"),
@@ -318,12 +337,14 @@ def run_cluster_validation(data_dir: str | Path | None = None, *,
             error=megatron.predicted_tflops_per_gpu / megatron.published_tflops_per_gpu - 1)),
         "serving": _records(serving.assign(error=serving.predicted_s / serving.measured_s - 1)),
         "nccl_points": _records(nccl),
-        "nccl_calibrated": _records(summary(calibrated, ["source", "system", "collective"])),
+        "nccl_calibrated": _records(summary(calibrated, ["source", "system", "calibrated_on",
+                                                         "collective"])),
         "nccl_calibrated_points": _records(calibrated),
         "protocol": "no parameter fitted on these rows: kernel and collective parameters are the "
                     "A100 single-GPU and 8-GPU NCCL fit (A100 NCCL rows marked fit_data); "
-                    "nccl_calibrated: each node's collective parameters fitted on its own 2- and "
-                    "4-GPU AIConfigurator runs, its 8-GPU runs held out",
+                    "nccl_calibrated: each node's collective parameters fitted on the same "
+                    "source's 2- and 4-GPU runs (AIConfigurator, Vidur), its 8-GPU runs held "
+                    "out; Azure (8 GPUs only) gets the AIConfigurator calibration",
         "runtime_s": time.perf_counter() - start,
     }
 
@@ -355,10 +376,10 @@ def cluster_results_markdown(results: dict) -> str:
               f"{100 * r['median_ape']:.1f}% | "
               f"{100 * r['p90_ape']:.1f}% | {pct(r['median_bias'])} | "
               f"{'fit (A100)' if r['fit_data'] else 'held out'} |" for r in results["nccl"]]
-    lines += ["", "| node calibrated on its 2/4-GPU runs: source | system | collective | n | "
-              "median APE | p90 | bias |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['source']} | {r['system']} | {r['collective']} | {r['n']} | "
-              f"{100 * r['median_ape']:.1f}% | {100 * r['p90_ape']:.1f}% | "
+    lines += ["", "| node calibrated: source | system | calibrated on | collective | n | "
+              "median APE | p90 | bias |", "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['source']} | {r['system']} | {r['calibrated_on']} | {r['collective']} | "
+              f"{r['n']} | {100 * r['median_ape']:.1f}% | {100 * r['p90_ape']:.1f}% | "
               f"{pct(r['median_bias'])} |" for r in results.get("nccl_calibrated", [])]
     lines += ["", "| NeuSight device | variant | global batch | predicted | measured | error |",
               "|---|---|---|---|---|---|"]

@@ -29,6 +29,7 @@ Input CSV (one row per measured collective; nccl-tests ``-d`` names or tksim dty
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -47,7 +48,7 @@ from sim.spec_library import read_yaml
 from sim.units import DTYPE_BYTES
 
 __all__ = ["read_measurements", "fit_collectives", "predict_rows", "calibrate_system",
-           "FIT_BOUNDS"]
+           "without_nvls", "FIT_BOUNDS"]
 
 #: GpuParams field -> (low, high): the bounds of validation.gpu_fit's collective stage, with
 #: the fill in ring steps.
@@ -121,11 +122,22 @@ def predict_rows(system: SystemSpec, rows: pd.DataFrame, params: GpuParams) -> n
 
 def fit_collectives(system: SystemSpec, rows: pd.DataFrame,
                     start: GpuParams = A100_FIT) -> dict[str, float]:
-    """The four collective parameters (GpuParams fields) fitted on ``rows`` (module doc)."""
+    """The four collective parameters (GpuParams fields) fitted on ``rows`` (module doc), and
+    ``nvls`` (1.0 or 0.0): on a switch that can reduce, whether the measurements fit better
+    with NCCL's NVLS all-reduce available or without it (a stack whose NCCL, driver or fabric
+    manager does not enable NVLS runs rings: the 4-GPU all-reduces tell the two apart)."""
     too_many = rows["num_gpus"] > system.num_gpus
     if too_many.any():
         raise InputError(f"a row uses {int(rows['num_gpus'][too_many].iloc[0])} GPUs; "
                          f"{system.name} has {system.num_gpus}", field="num_gpus")
+    fits = [(*_fit(system, rows, start), 1.0)]
+    if system.scale_up.in_network_reduction and (rows["kind"] == "allreduce").any():
+        fits.append((*_fit(without_nvls(system), rows, start), 0.0))
+    params, _, nvls = min(fits, key=lambda f: f[1])
+    return {**params, "nvls": nvls}
+
+
+def _fit(system: SystemSpec, rows: pd.DataFrame, start: GpuParams) -> tuple[dict, float]:
     names = list(FIT_BOUNDS)
     low = np.array([FIT_BOUNDS[n][0] for n in names])
     high = np.array([FIT_BOUNDS[n][1] for n in names])
@@ -139,7 +151,7 @@ def fit_collectives(system: SystemSpec, rows: pd.DataFrame,
     x0 = np.clip([getattr(start, n) for n in names], low, high) / scale
     result = least_squares(residuals, x0, bounds=(low / scale, high / scale), loss="soft_l1",
                            f_scale=0.1, x_scale="jac")
-    return {n: float(v) for n, v in zip(names, result.x * scale, strict=True)}
+    return {n: float(v) for n, v in zip(names, result.x * scale, strict=True)}, float(result.cost)
 
 
 def calibrate_system(system_name: str, csv_path: str | Path, out_path: str | Path,
@@ -148,7 +160,9 @@ def calibrate_system(system_name: str, csv_path: str | Path, out_path: str | Pat
     system = load_system(system_name)
     rows = read_measurements(csv_path)
     fitted = fit_collectives(system, rows)
-    errors = predict_rows(system, rows, A100_FIT.replace(**fitted)) / rows["seconds"] - 1
+    nvls = bool(fitted.pop("nvls"))
+    errors = predict_rows(system if nvls else without_nvls(system), rows,
+                          A100_FIT.replace(**fitted)) / rows["seconds"] - 1
     data = read_yaml(Path(system.path))
     new_name = name or f"{system.name}-calibrated"
     data["name"] = new_name
@@ -161,6 +175,8 @@ def calibrate_system(system_name: str, csv_path: str | Path, out_path: str | Pat
     section = {"source": "collective_calibration"}
     for field, value in fitted.items():
         section[field_key[field]] = units.get(field, lambda v: round(v, 4))(value)
+    if system.scale_up.in_network_reduction:
+        section["nvls"] = nvls
     data["collectives"] = section
     data.setdefault("sources", {})["collective_calibration"] = (
         f"tksim calibrate --collectives {Path(csv_path).name} --system {system.name} "
@@ -181,6 +197,13 @@ def _sha256(path: str | Path) -> str:
 
 
 def _without_calibration(system: SystemSpec) -> SystemSpec:
-    import dataclasses
-
     return dataclasses.replace(system, collectives={}) if system.collectives else system
+
+
+def without_nvls(system: SystemSpec) -> SystemSpec:
+    """``system`` with NCCL's NVLS unavailable (rings only)."""
+    link = dataclasses.replace(system.scale_up, in_network_reduction=False)
+    return dataclasses.replace(system, scale_up=link)
+
+
+

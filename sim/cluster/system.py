@@ -136,7 +136,9 @@ def parse_system(data: object, *, file: str) -> SystemSpec:
         raise top.error("domains", f"absurd size: {num_domains * gpus:,} GPUs")
     host = _read_host(top, kind, gpus, file)
     fabric = _read_fabric(top.section("fabric", required=False))
-    collectives = _read_collectives(top.section("collectives", required=False))
+    collectives, nvls = _read_collectives(top.section("collectives", required=False))
+    if not nvls:  # measured: this system's NCCL does not reduce in the switch
+        link = dataclasses.replace(link, in_network_reduction=False)
     spec = SystemSpec(
         name=top.text("name"),
         path=file,
@@ -161,16 +163,18 @@ COLLECTIVE_KEYS = {
 }
 
 
-def _read_collectives(r: Reader | None) -> dict[str, float]:
+def _read_collectives(r: Reader | None) -> tuple[dict[str, float], bool]:
     """The optional ``collectives`` section: parameters of the collective model measured on
     this system (sim.cost.collective: bus efficiency link_efficiency * s / (s + fill) for a
-    collective of s ring steps, NCCL's latencies x latency_scale + latency)."""
+    collective of s ring steps, NCCL's latencies x latency_scale + latency), and whether its
+    NCCL runs NVLS where the switch could (``nvls``, default true)."""
     if r is None:
-        return {}
+        return {}, True
     out = {field: r.quantity(key, dim, high=high, allow_zero=key != "link_efficiency")
            for key, (field, dim, high) in COLLECTIVE_KEYS.items()}
+    nvls = r.raw("nvls", bool, required=False)
     r.finish()
-    return out
+    return out, True if nvls is None else nvls
 
 
 def _read_device(r: Reader, key: str, file: str, *, kind: str) -> HardwareSpec:
