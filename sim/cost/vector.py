@@ -65,7 +65,7 @@ def stream_op_times(
                 + round_trips * spec.main_memory.latency_s)
     if cold_read_bytes is not None:
         own = np.minimum(nbytes, resident)
-        waits = (_latency(spec, own) - _latency(spec, resident))
+        waits = _latency(spec, own) - _latency(spec, resident)
         t_memory = t_memory + np.where(np.asarray(cold_read_bytes) > 0, 0.0, waits)
     if np.any(hot > 0) and len(spec.memory) > 1:
         t_memory = t_memory + hot / (spec.memory_bandwidth(spec.memory[-2])
@@ -112,8 +112,10 @@ def vector_time(
     l2 = spec.memory[-2] if len(spec.memory) > 1 else level
     t_memory = (bytes_moved - hot) / bandwidth + hot / (spec.memory_bandwidth(l2)
                                                         * params.stream_efficiency)
+    waits_on = level if cold_read_bytes is None or cold_read_bytes > 0 else serving_level(
+        spec, min(bytes_moved, resident))  # only hits read: the latency of its own bytes' level
     terms = {"compute": flops / rate, "memory": t_memory,
-             "latency": level.latency_s + kernel_overhead_s(spec, params)}
+             "latency": waits_on.latency_s + kernel_overhead_s(spec, params)}
     detail = {"t_compute_s": terms["compute"], "t_memory_s": terms["memory"],
               "t_latency_s": terms["latency"], "flops": flops, "achievable_flops_per_s": rate,
               "bytes": bytes_moved, "memory_level": level.name, "l2_hit_bytes": hot,
