@@ -204,6 +204,3 @@ def without_nvls(system: SystemSpec) -> SystemSpec:
     """``system`` with NCCL's NVLS unavailable (rings only)."""
     link = dataclasses.replace(system.scale_up, in_network_reduction=False)
     return dataclasses.replace(system, scale_up=link)
-
-
-
