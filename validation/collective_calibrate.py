@@ -94,11 +94,9 @@ def read_measurements(path: str | Path) -> pd.DataFrame:
                          "bytes": pd.to_numeric(df["bytes"], errors="coerce"),
                          "seconds": seconds, "dtype": dtypes.map(_DTYPES)})
     for column, low in (("num_gpus", 2), ("bytes", 1), ("seconds", 0)):
-        values = rows[column]
-        if values.isna().any() or (values < low).any() or (column == "seconds"
-                                                             and (values <= 0).any()):
-            row = int(np.flatnonzero(values.isna() | (values < low) | (values <= 0))[0])
-            raise InputError(f"row {row + 2}: must be a number >= {low}",
+        bad = np.flatnonzero(rows[column].isna() | (rows[column] < low) | (rows[column] <= 0))
+        if len(bad):
+            raise InputError(f"row {bad[0] + 2}: must be a number >= {low}",
                              source=str(path), field=column)
     if (rows["bytes"] > 1e13).any() or (rows["seconds"] > 3600).any():
         raise InputError("absurd size or time", source=str(path), field="bytes")
