@@ -77,7 +77,9 @@ class Compute:
     multicast in a 2-CTA cluster, 2-SM MMAs); ``compute_capability`` (8.0, 9.0, ...) selects
     per-architecture software constants (NCCL's tuner); ``attention_kernel``: the fused
     attention the serving stack runs here (``fa2``: softmax between the MMAs; ``fa3`` /
-    ``trtllm``: warp-specialized, softmax overlapped with the MMAs).
+    ``trtllm``: warp-specialized, softmax overlapped with the MMAs);
+    ``attention_mma_efficiency``: the fraction of the matrix peak that kernel's prefill MMAs
+    sustain, where its authors measured it (else the GEMM main loop's fitted efficiency).
     """
 
     num_units: int
@@ -92,6 +94,7 @@ class Compute:
     gemm_menu: tuple[tuple[int, int, int, int], ...] = ()
     compute_capability: float | None = None
     attention_kernel: str | None = None
+    attention_mma_efficiency: float | None = None
 
     def matrix_peak(self, dtype: str) -> float:
         """Dense matrix peak for ``dtype``, else that of the nearest wider dtype the spec lists."""
@@ -291,6 +294,8 @@ def _read_compute(r: Reader) -> Compute:
                                       required=False),
         attention_kernel=r.text("attention_kernel", required=False,
                                 choices=("fa2", "fa3", "trtllm")),
+        attention_mma_efficiency=r.quantity("attention_mma_efficiency", Dimension.RATIO,
+                                            high=1.0, required=False),
     )
     r.finish()
     return compute

@@ -218,6 +218,23 @@ def test_fa3_overlaps_the_softmax_with_the_mmas(toy_gpu):
     assert float(fa3["t_compute_s"]) == pytest.approx(4 * (fill + pairs * 0.4e-9))
 
 
+def test_prefill_mmas_run_at_the_kernels_own_measured_efficiency(toy_gpu):
+    # the spec cites 50 % for its fa3 kernel: MMA 0.256 / 0.5 = 0.512 ns per pair, now above
+    # the 0.4 ns softmax; a decode of the same spec keeps the GEMM's efficiency (1.0 here)
+    params = IDEAL.replace(softmax_ops_per_pair=100.0)
+    spec = _with_compute(toy_gpu, attention_kernel="fa3", attention_mma_efficiency=0.5)
+    shape = {"b": 1, "h_q": 1, "h_kv": 1, "s_k": 1024, "d": 64, "causal": True,
+             "dtype": "bf16", "clock_mode": "locked"}
+    prefill = attention_times(spec, params, s_q=1024, **shape)
+    fill = 128 * 128 * 0.4e-9
+    assert float(prefill["t_compute_s"]) == pytest.approx(4 * (fill + 36 * 128 * 128 / 8
+                                                                 * 0.512e-9))
+    decode = attention_times(spec, params, s_q=1, **shape)
+    plain = attention_times(_with_compute(toy_gpu, attention_kernel="fa3"), params, s_q=1,
+                            **shape)
+    assert float(decode["t_s"]) == float(plain["t_s"])
+
+
 def test_decode_splits_the_kv_cache_over_idle_sms(toy_gpu):
     # one sequence, one KV head: 2 splits keep both units streaming (1 % each by Little's law)
     params = IDEAL.replace(inflight_bytes_per_unit=1000.0)

@@ -37,8 +37,8 @@ def _pooled(results, gpu, category):
 # (gpu, category, achieved median APE + margin, achieved p90 + margin), held-out GPUs
 HELD_OUT = [
     ("H100", "gemm", 0.10, 0.29), ("H200", "gemm", 0.11, 0.29), ("B200", "gemm", 0.16, 0.36),
-    ("L40S", "gemm", 0.14, 0.41), ("H100", "attention", 0.13, 0.40),
-    ("H200", "attention", 0.13, 0.39), ("B200", "attention", 0.27, 0.75),
+    ("L40S", "gemm", 0.14, 0.41), ("H100", "attention", 0.115, 0.39),
+    ("H200", "attention", 0.115, 0.37), ("B200", "attention", 0.27, 0.75),
     ("H100", "memory", 0.15, 0.34),  # the issue's 15 % target, met (14.9 %)
 ]
 
@@ -76,6 +76,7 @@ def test_targets_exclude_what_a_spec_cannot_know(results):
     assert not targets[(nccl[0], "H100", nccl[1])]["excluded"]
     assert targets[(nccl[0], "B200", nccl[1])]["met"]
     assert targets[("attention", "H200", "median_ape")]["met"]
+    assert targets[("attention", "H100", "median_ape")]["met"]  # 10.5 % (FA3's own 75 %)
     assert targets[("gemm", "H100", "median_ape")]["met"]
 
 
