@@ -12,7 +12,7 @@ from sim.cpu_calibration import AttentionCoefficients, GemmCoefficients
 from sim.trace import Op
 from tests.cpu_fixtures import TOY_CAL, gemm_op, stream_op
 from validation.cpu_fit import Point, _least_squares, fit_attention, fit_dispatch, fit_gemm
-from validation.cpu_fit_stream import fit_stream
+from validation.cpu_fit_stream import ELEMENT_STARTS, fit_stream, robust_loss
 
 VIEW = Op(id=0, name="aten::view", category="view")
 
@@ -92,3 +92,29 @@ def test_stream_fit_recovers_bandwidths_floors_and_element_times():
     assert fitted.row_s["_softmax"] == pytest.approx(10e-9, rel=1e-3)
     assert fitted.strided_fraction == pytest.approx(0.25, rel=1e-3)
     assert fitted.fault_bytes_per_s == pytest.approx(4e9, rel=1e-3)
+
+
+def test_robust_loss_is_soft_l1_of_log_residuals_at_a_10_percent_scale():
+    # rho(z) = 2 (sqrt(1 + z) - 1), z = (r / 0.1)^2: quadratic inside ~10 %, linear beyond
+    assert robust_loss(np.array([0.0, 0.1])) == pytest.approx(2 * (np.sqrt(2) - 1))
+    assert robust_loss(np.array([1.0])) == pytest.approx(2 * (np.sqrt(101) - 1))
+
+
+def test_stream_fit_keeps_the_lowest_loss_of_its_starts(monkeypatch):
+    import validation.cpu_fit_stream as stream
+
+    points = [_point([stream_op("gelu", s)]) for s in [(16, 64), (512, 256), (4096, 1024)]]
+    seen = []
+
+    def fake_fit_from(points, cal, fit_lsq, a, element_start):
+        seen.append(element_start)
+        x = np.zeros(len(cal.levels) + 2 * len(a["keys"]) + 3)
+        x[: len(cal.levels)] = 1e9 * (1 + len(seen))  # the bandwidths mark the start
+        x[-1] = 1e9
+        return abs(np.log(element_start / 1e-10)), x  # the 1e-10 start has the lowest loss
+
+    monkeypatch.setattr(stream, "_fit_from", fake_fit_from)
+    fitted = fit_stream(points, TOY_CAL, _least_squares)
+    assert seen == list(ELEMENT_STARTS)
+    best = ELEMENT_STARTS.index(1e-10) + 1
+    assert fitted.levels[0].bandwidth_bytes_per_s == pytest.approx(1e9 * (1 + best))

@@ -70,6 +70,16 @@ def test_row_wise_ops_pay_per_row_and_strided_copies_pay_bandwidth():
         5e-6 + 2 * 2**20 / (100e9 * 0.25))  # no copy floor: falls back on "other"
 
 
+def test_strided_copies_have_their_own_floor_and_element_time():
+    # a transposing clone runs another loop than a contiguous one: key clone_strided
+    cal = dataclasses.replace(TOY_CAL, op_floor_s={"clone": 1e-6, "clone_strided": 3e-6},
+                              element_s={"clone_strided": 1e-9})
+    strided = stream_op("clone", (512, 512), category="copy", contiguous=False)
+    assert cpu_op_cost(strided, cal).t_calc_s == pytest.approx(3e-6 + 512 * 512 * 1e-9)
+    contiguous = stream_op("clone", (512, 512), category="copy")  # 2 MiB: llc, 100 GB/s
+    assert cpu_op_cost(contiguous, cal).t_calc_s == pytest.approx(1e-6 + 2 * 2**20 / 100e9)
+
+
 def test_row_tails_past_the_last_vector_chunk_run_scalar():
     # AVX-512 (64 B): amax reduces 4 vectors of 16 fp32 at a time, a softmax one vector, a
     # bf16 vector holds 32 elements

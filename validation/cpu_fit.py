@@ -48,14 +48,13 @@ from sim.cpu_calibration import (
 )
 from sim.hardware import HardwareSpec
 from sim.trace import Op
-from validation.cpu_fit_stream import fit_stream
+from validation.cpu_fit_stream import FIT_LOSS_SCALE, fit_stream
 from validation.microbench.suite import points_to_ops
 
 __all__ = ["Point", "load_points", "start_calibration", "fit_cpu", "predict_points",
            "FIT_LOSS_SCALE", "MMAP_THRESHOLD_BYTES"]
 
 MIN_OP_POINTS = 12  # a GEMM op gets its own coefficients from this many fit points
-FIT_LOSS_SCALE = 0.1  # soft_l1 scale on log(pred / meas): residuals beyond ~10 % count linearly
 #: glibc's largest dynamic mmap threshold on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX, mallopt(3)).
 MMAP_THRESHOLD_BYTES = 32 * 2**20
 _MIB = 2**20

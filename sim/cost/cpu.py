@@ -48,7 +48,9 @@ inner reductions (aten/src/ATen/native/cpu/Reduce.h, ``vectorized_inner_reductio
 chunks of 4 vectors and finish with ``basic_loop``, the other row kernels chunks of one vector,
 so a row of 64 fp32 elements runs 2-4x faster than one of 88 (measured: amax 9 vs 38 ns per
 row). A
-strided (transposing) copy reaches ``strided_fraction`` of the bandwidth, an embedding's row
+strided (transposing) copy reaches ``strided_fraction`` of the bandwidth and has its own floor
+and element time (key ``clone_strided``: a loop of strided element loads, not the contiguous
+copy's memcpy, so one element time cannot serve both), an embedding's row
 gather ``gather_fraction`` (rows at random offsets of the table: a cache and TLB miss per row,
 which the hardware prefetcher does not hide across rows; measured here 2026-11-29, gathers of
 2-13 MiB ran 2-3x slower than a stream of their bytes from the same level); each op
@@ -82,9 +84,12 @@ __all__ = ["Residency", "trace_residency", "cpu_op_cost", "level_index", "gemm_t
            "attention_terms", "stream_terms", "gemm_seconds", "attention_seconds",
            "stream_seconds", "element_key", "flash_blocks", "element_time", "op_floor",
            "gemm_coefficients",
-           "STREAM_CATEGORIES"]
+           "STREAM_CATEGORIES", "STRIDED_SUFFIX"]
 
 STREAM_CATEGORIES = ("elementwise", "reduction", "norm", "copy", "embedding", "other")
+#: Key suffix of a strided (transposing) copy's floor and element time: another loop than the
+#: contiguous copy of the same op (``clone_strided`` beside ``clone``).
+STRIDED_SUFFIX = "_strided"
 _Q_BLOCKS = ((768, 256), (192, 64), (0, 32))  # (s_q at least, query block rows)
 _KV_BLOCK = 512
 
@@ -179,11 +184,13 @@ def stream_terms(op: Op, cal: CpuCalibration, residency: Residency) -> dict:
     if op.category == "embedding" and residency.weight_reuse_bytes is not None:
         reuse = max(reuse, residency.weight_reuse_bytes)
     tensors = (*op.inputs, *op.outputs)
+    strided = op.attrs.get("contiguous") is False
     return {"category": op.category if op.category in STREAM_CATEGORIES else "other",
-            "key": element_key(op), "dtype": op.dtype, "bytes": op.bytes_total,
+            "key": element_key(op) + (STRIDED_SUFFIX if strided else ""), "dtype": op.dtype,
+            "bytes": op.bytes_total,
             "elements": float(max((t.numel for t in tensors), default=0)),
             "rows": _rows(op), "tail": tail_elements(op, cal.vector_bytes),
-            "strided": op.attrs.get("contiguous") is False, "gather": op.category == "embedding",
+            "strided": strided, "gather": op.category == "embedding",
             "level": level_index(cal, reuse),
             "fault_bytes": _fault_bytes(op, cal)}
 
