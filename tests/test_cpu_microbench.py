@@ -71,3 +71,36 @@ def test_sweeps_hold_out_every_third_draw_and_quick_is_a_subset():
     assert 0.3 < sum(c.split == "heldout" for c in full) / len(full) < 0.36
     assert {c.category for c in full} >= {"gemm", "attention", "elementwise", "reduction",
                                           "norm", "copy", "embedding", "view"}
+
+
+def test_passes_keep_each_points_median_over_passes():
+    import pandas as pd
+
+    from validation.microbench.suite import COLUMNS, _median_of_passes
+
+    def row(key, measured, noise_, samples, dropped):
+        base = dict.fromkeys(COLUMNS, 0)
+        return {**base, "key": key, "measured_s": measured, "noise": noise_,
+                "num_samples": samples, "dropped": dropped}
+
+    rows = pd.DataFrame([row("b", 3e-6, 0.1, 5, 1), row("a", 1e-6, 0.2, 7, 0),
+                         row("b", 9e-6, 0.3, 6, 2), row("a", 2e-6, 0.1, 7, 1),
+                         row("b", 4e-6, 0.2, 5, 0)], columns=list(COLUMNS))
+    table = _median_of_passes(rows)
+    assert list(table["key"]) == ["a", "b"] and list(table.columns) == list(COLUMNS)
+    # "b": one disturbed pass (9 us) does not move it; "a": two passes, their mean median
+    assert table["measured_s"].tolist() == pytest.approx([1.5e-6, 4e-6])
+    assert table["noise"].tolist() == pytest.approx([0.15, 0.2])
+    assert table["num_samples"].tolist() == [14, 16] and table["dropped"].tolist() == [1, 3]
+
+
+def test_a_suite_in_two_passes_times_every_point_twice():
+    from validation.microbench.suite import run_suite
+
+    cases = [c for c in build_cases(quick=True, families=("add", "view"))][:4]
+    plan = TimingPlan(rounds=3, block_target_s=20e-6, warmup_s=1e-4)
+    spec = load_spec("amd-epyc-zen5", units=1)
+    one = run_suite(cases, spec, plan, seed=3, progress=False)
+    two = run_suite(cases, spec, plan, seed=3, progress=False, passes=2)
+    assert list(two["key"]) == list(one["key"]) == sorted(c.key for c in cases)
+    assert (two["num_samples"] > one["num_samples"]).all()

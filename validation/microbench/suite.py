@@ -34,32 +34,50 @@ MEMORY_BUDGET_BYTES = 3 * 2**30
 
 
 def run_suite(cases: Sequence[Case], spec: HardwareSpec, plan: TimingPlan, *, threads: int = 1,
-              seed: int = 0, progress: bool = True, device: str = "cpu") -> pd.DataFrame:
+              seed: int = 0, progress: bool = True, device: str = "cpu",
+              passes: int = 1) -> pd.DataFrame:
     """Time ``cases`` on this machine (``spec`` sized to ``threads`` units); one row per point.
 
+    ``passes`` > 1 times the whole suite that many times, each pass with fresh buffers and its
+    own order (seed + pass), and keeps per point the median of its passes' medians (noise: the
+    median of theirs; samples and drops: the sums), so that one disturbed stretch of the run or
+    one unlucky buffer placement does not decide a point.
     ``device="cuda"`` (only where ``torch.cuda.is_available()``) moves the buffers to the GPU
     and times with CUDA events; tksim's calibration runs on the CPU.
     """
     cuda = device.startswith("cuda")
     if cuda and not torch.cuda.is_available():
         raise RuntimeError("device='cuda' needs a CUDA build of torch and a GPU")
-    order = np.random.default_rng(seed).permutation(len(cases))
     rows = []
-    bar = tqdm(total=len(cases), desc="micro-benchmarks", unit="pt", file=sys.stderr,
+    bar = tqdm(total=len(cases) * passes, desc="micro-benchmarks", unit="pt", file=sys.stderr,
                disable=not progress)
     with torch_threads(threads), torch.no_grad():
         sentinel = _sentinel(device)
-        for chunk in _chunks([cases[i] for i in order], spec, seed, device):
-            timings = time_interleaved([p.call for p in chunk], plan, seed=seed, cuda=cuda,
-                                       sentinel=sentinel)
-            rows += [_row(p, t) for p, t in zip(chunk, timings, strict=True)]
-            bar.update(len(chunk))
-            chunk.clear()
+        for one in range(passes):
+            pass_seed = seed + one
+            order = np.random.default_rng(pass_seed).permutation(len(cases))
+            for chunk in _chunks([cases[i] for i in order], spec, pass_seed, device):
+                timings = time_interleaved([p.call for p in chunk], plan, seed=pass_seed,
+                                           cuda=cuda, sentinel=sentinel)
+                rows += [_row(p, t) for p, t in zip(chunk, timings, strict=True)]
+                bar.update(len(chunk))
+                chunk.clear()
         bar.close()
         sentinel_s = sentinel_time(sentinel)  # on ``threads`` threads, like the points
-    table = pd.DataFrame(rows, columns=list(COLUMNS)).sort_values("key").reset_index(drop=True)
+    table = _median_of_passes(pd.DataFrame(rows, columns=list(COLUMNS)))
     table.attrs["sentinel_s"] = sentinel_s
     return table
+
+
+def _median_of_passes(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per key: the first pass's row with the passes' median time and noise."""
+    grouped = rows.groupby("key", sort=True)
+    table = grouped.first()
+    table["measured_s"] = grouped["measured_s"].median()
+    table["noise"] = grouped["noise"].median()
+    table["num_samples"] = grouped["num_samples"].sum()
+    table["dropped"] = grouped["dropped"].sum()
+    return table.reset_index()[list(COLUMNS)]
 
 
 def sentinel_time(sentinel=None, calls: int = 41) -> float:
