@@ -34,9 +34,10 @@ _GATHER_START = 0.5  # a-priori: half the streaming bandwidth
 #: strided fraction stayed at its start value, copy p90 error 130 %) is left on a restart.
 _RESTARTS = 2
 #: Starting element times (s) of the solves whose lowest loss is kept. Which local minimum one
-#: start reaches depends on the data: on the committed measurements of 2026-11-29 the loss of
-#: the four ranged 404-544 and the copy category's fit-split p90 error 24-37 %, a start of
-#: 2e-10 s alone landing once at 54 % (a contiguous copy's element time fitted to slow ones).
+#: start reaches depends on the data: on the committed measurements (2026-11-29 05:03) the four
+#: reach losses of 404-544 and copy fit-split p90 errors of 23-37 %; before strided copies had
+#: their own key, a start of 2e-10 s alone gave 54 % (a contiguous copy's element time fitted to
+#: the transposes).
 ELEMENT_STARTS = (5e-10, 2e-10, 1e-10, 5e-11)
 #: The L3 capacity torch kernels can count on in this VM: its share of the CCD's L3, 32 MiB
 #: (lscpu, 1 instance) shared by the CCD's 8 cores (AMD EPYC 9005, Zen 5 CCD: 8 cores, 32 MiB
@@ -123,7 +124,7 @@ def _fit_once(points, cal: CpuCalibration, fit_lsq) -> CpuCalibration:
     a = _arrays(points, cal)
     fits = [_fit_from(points, cal, fit_lsq, a, element_start)
             for element_start in ELEMENT_STARTS]
-    loss, x = min(fits, key=lambda fit: fit[0])
+    _, x = min(fits, key=lambda fit: fit[0])
     return _calibration(cal, _unpack(x, a, len(cal.levels)), a)
 
 
