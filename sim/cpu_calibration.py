@@ -28,7 +28,7 @@ spec files, ``docs/spec-format.md``; meaning in ``docs/cpu-validation.md``)::
       attention: {fp32: {overhead: .., head: .., block: .., pair: .., kv_element: ..,
                          rate: .., decode_head: .., decode_kv_element: ..}}
       intervals: {gemm: {low: 0.9, high: 1.15, count: 60}, ...}   # measured / predicted
-      framework: 1.3 us                # model code's Python per op (end to end only)
+      framework: 1.1 us                # model code's Python per Python-level torch call
       datasheet: amd-epyc-zen5         # the datasheet spec it refines (validation baseline)
       sentinel: 300 us                 # a reference kernel's time then (machine state)
 

@@ -164,8 +164,29 @@ def test_dependencies_follow_storage_through_views_and_in_place_ops():
     ]
     add_, mm, add = trace.ops[1], trace.ops[4], trace.ops[6]
     assert (add_.flops, add_.bytes_read, add_.bytes_written) == (8, 8 * 4, 8 * 4)
-    assert mm.attrs == {"b": 1, "m": 2, "n": 3, "k": 4} and mm.flops == 2 * 2 * 3 * 4
+    # host_calls 0: the mm is F.linear's second aten op, after its t (module doc of host_calls)
+    assert mm.attrs == {"b": 1, "m": 2, "n": 3, "k": 4, "host_calls": 0}
+    assert mm.flops == 2 * 2 * 3 * 4
     assert (add.bytes_read, add.bytes_written) == ((6 + 3) * 4, 6 * 4)  # bias counted once
+
+
+class _Calls(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(4, 3, bias=False)
+
+    def forward(self, x):  # x: (2, 4)
+        n = x.size(0)  # a Python-level torch call that issues no aten op
+        y = x * n  # Tensor.__mul__: aten::mul
+        return self.proj(y)  # F.linear: one call, two aten ops (t, mm)
+
+
+def test_ops_carry_the_python_level_torch_calls_that_led_to_them():
+    trace = capture_module(_Calls(), (torch.randn(2, 4),), name="calls")
+    # mul: the forward's torch.no_grad() (_set_grad_enabled), x.size, x * n; t: F.linear; mm:
+    # issued by F.linear from C++, no call of its own
+    assert [(op.name, op.attrs["host_calls"]) for op in trace.ops] == [
+        ("aten::mul", 3), ("aten::t", 1), ("aten::mm", 0)]
 
 
 class _Mix(nn.Module):
@@ -188,7 +209,8 @@ def test_cost_formulas_of_common_ops():
         ("aten::gelu", "elementwise", 8 * n, n * 4, n * 4, "fp32"),
         ("aten::_softmax", "reduction", 12 * n, n * 4, n * 4, "fp32"),
     ]
-    assert trace.ops[0].attrs == {"num_indices": 6, "vocab": 10, "d": 4}
+    # host_calls 2: the forward's torch.no_grad() and F.embedding
+    assert trace.ops[0].attrs == {"num_indices": 6, "vocab": 10, "d": 4, "host_calls": 2}
     assert [op.deps for op in trace.ops] == [(), (0,), (1,), (2,)]
 
 
@@ -250,8 +272,8 @@ def test_convolution_flops_agree_with_torch_flop_counter(groups):
     conv = [op for op in trace.ops if op.attrs.get("conv")]
     forward = 2 * (2 * 16 * 16) * 8 * (4 // groups) * 9
     assert [(op.phase, op.flops) for op in conv] == [("forward", forward), ("backward", forward)]
-    assert conv[0].attrs == {"b": 1, "m": 2 * 16 * 16, "n": 8, "k": (4 // groups) * 9,
-                             "conv": True}
+    shape = {k: v for k, v in conv[0].attrs.items() if k != "host_calls"}
+    assert shape == {"b": 1, "m": 2 * 16 * 16, "n": 8, "k": (4 // groups) * 9, "conv": True}
     counter = FlopCounterMode(display=False)
     with counter:
         y = module(x)

@@ -108,6 +108,16 @@ def test_fresh_outputs_above_the_mmap_threshold_fault_in_their_pages():
     assert cpu_op_cost(in_place, TOY_CAL).t_calc_s == pytest.approx(2e-6 + 3 * out / 20e9)
 
 
+def test_model_python_is_paid_per_python_level_call_that_led_to_the_op():
+    cal = dataclasses.replace(TOY_CAL, framework_s=2e-6)
+    plain = stream_op("add", (4, 4), inputs=2)  # a trace without host_calls: one call per op
+    assert cpu_op_cost(plain, cal).t_pre_s == pytest.approx(TOY_CAL.dispatch_s + 2e-6)
+    three = stream_op("add", (4, 4), inputs=2, host_calls=3)
+    assert cpu_op_cost(three, cal).t_pre_s == pytest.approx(TOY_CAL.dispatch_s + 6e-6)
+    issued_from_cpp = stream_op("view", (4, 4), category="view", host_calls=0)
+    assert cpu_op_cost(issued_from_cpp, cal).t_pre_s == pytest.approx(TOY_CAL.dispatch_s)
+
+
 def test_views_cost_dispatch_only():
     view = Op(id=0, name="aten::view", category="view",
               inputs=(TensorMeta((4, 4), "fp32"),), outputs=(TensorMeta((16,), "fp32"),))

@@ -39,14 +39,21 @@ def pair(request):
 
 def _structure(trace):
     return [(op.name, op.category, op.inputs, op.outputs, op.deps, op.flops, op.bytes_read,
-             op.bytes_written, op.dtype, op.module, op.phase, op.sync, dict(op.attrs))
+             op.bytes_written, op.dtype, op.module, op.phase, op.sync,
+             {k: v for k, v in op.attrs.items() if k != "host_calls"})
             for op in trace.ops]
+
+
+def _host_calls(trace) -> int:
+    return sum(op.attrs["host_calls"] for op in trace.ops)
 
 
 def test_fake_and_real_capture_give_the_same_trace(pair):
     _, _, real, fake = pair
     assert len(real) > 0
     assert _structure(fake) == _structure(real)
+    # the model's Python differs a little under fake tensors (measured: 1-5 % fewer calls)
+    assert 0.9 * _host_calls(real) <= _host_calls(fake) <= _host_calls(real)
 
 
 def test_real_capture_is_timed_and_fake_is_not(pair):

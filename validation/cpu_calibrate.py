@@ -6,8 +6,8 @@ runs: :mod:`validation.microbench` (every op family over its shape sweep, timed 
 ``threads`` torch threads), :func:`validation.cpu_fit.fit_cpu` on the ``fit`` split, the
 per-category prediction intervals from the ``heldout`` split (:mod:`sim.cost.cpu_interval`),
 the ``framework`` terms from real captures of :data:`CALIBRATION_MODELS` (a model's own Python
-between its ops, which no micro-benchmark runs: the mean gap per op between the step's wall time
-and the ops' predicted sum), and
+between its ops, which no micro-benchmark runs: the mean gap per Python-level torch call between
+the step's wall time and the ops' predicted sum), and
 :func:`validation.cpu_spec_file.write_calibrated_spec`. Every number of the written spec cites
 a ``calibration`` source naming the host, CPU, torch version, date, threads, sample counts and
 fit residuals. ``python -m validation.cpu_calibrate --help`` runs it from the shell.
@@ -95,7 +95,7 @@ def refit_cpu(csv_in: str | Path, threads: int = 1, out_path: str | Path | None 
     table.attrs["sentinel_s"] = previous.sentinel_s if previous is not None else 0.0
     if previous is not None:
         table.attrs["framework"] = (previous.framework_s, (
-            f" Framework term {previous.framework_s * 1e6:.2f} us per op, kept from the "
+            f" Framework term {previous.framework_s * 1e6:.2f} us per call, kept from the "
             "calibration whose measurements this re-fits."))
     measured = (f"re-fitted from the measurements of {Path(csv_in).name} ("
                 f"{lines[1].split(' Method:')[0] if len(lines) > 1 else 'no provenance'})")
@@ -140,23 +140,27 @@ def _datasheet(name: str, threads: int) -> HardwareSpec:
 
 
 def fit_framework(spec: HardwareSpec, threads: int, progress: bool) -> tuple[float, str]:
-    """Seconds of model Python per op: the mean over :data:`CALIBRATION_MODELS` of (wall - T) /
-    ops, at least 0 (one term for every step: model-to-model differences in the Python between
-    ops exceed prefill-to-decode ones); and a sentence for the provenance."""
+    """Seconds of model Python per Python-level torch call (``host_calls``,
+    :mod:`workloads.host_calls`): the mean over :data:`CALIBRATION_MODELS` of (wall - T) /
+    calls, T without the term, at least 0; and a sentence for the provenance."""
+    from sim.cost.cpu import host_calls
     from sim.simulator import simulate
     from workloads import capture_model
 
+    spec = dataclasses.replace(spec, cpu_calibration=dataclasses.replace(
+        spec.cpu_calibration, framework_s=0.0))
     gaps, parts = [], []
     for name, phase, seq in CALIBRATION_MODELS:
         trace = capture_model(name, phase=phase, seq=seq, mode="real", threads=threads,
                               warmup=WARMUP_STEPS, repeat=1, progress=progress)
         wall = float(trace.meta["unrecorded_wall_s"])
-        gaps.append((wall - simulate(trace, spec).total_s) / len(trace))
-        parts.append(f"{name} {phase} (s={seq}, {len(trace)} ops, wall {wall * 1e6:.0f} us): "
-                     f"{gaps[-1] * 1e6:.2f} us/op")
+        calls = sum(host_calls(op) for op in trace.ops)
+        gaps.append((wall - simulate(trace, spec).total_s) / calls)
+        parts.append(f"{name} {phase} (s={seq}, {len(trace)} ops, {calls:.0f} calls, wall "
+                     f"{wall * 1e6:.0f} us): {gaps[-1] * 1e6:.2f} us/call")
     framework = max(0.0, float(np.mean(gaps)))
-    return framework, (f" Framework term {framework * 1e6:.2f} us per op, the mean of (wall - "
-                       f"predicted T) / ops over {'; '.join(parts)}.")
+    return framework, (f" Framework term {framework * 1e6:.2f} us per Python-level torch call, "
+                       f"the mean of (wall - predicted T) / calls over {'; '.join(parts)}.")
 
 
 def heldout_intervals(points: Sequence[Point], predicted: np.ndarray) -> dict[str, Interval]:

@@ -35,6 +35,7 @@ from sim.trace import Op, Trace
 from workloads.capture_env import host_description, torch_threads
 from workloads.fake import entered, fake_mode, fake_mode_of
 from workloads.hf_static import static_hf_checks
+from workloads.host_calls import HostCalls
 from workloads.memory import check_fits, estimate_bytes
 from workloads.models import TORCH_DTYPES_BY_NAME, build_model, is_encoder, num_experts
 from workloads.module_path import ModulePath
@@ -177,7 +178,9 @@ def _capture(program: Program, *, threads: int, warmup: int, repeat: int,
 def _record(program: Program, stages: Stages) -> tuple[list[Op], float]:
     """One recorded step: its ops and its wall time in seconds (recorder overhead included)."""
     with ModulePath(program.root, label_autograd=program.trains) as paths, \
-            OpRecorder(module_path=lambda: paths.current, on_op=stages.ops) as recorder:
+            HostCalls() as calls, \
+            OpRecorder(module_path=lambda: paths.current, on_op=stages.ops,
+                       host_calls=calls) as recorder:
         start = time.perf_counter()
         program.run(recorder)
         wall_s = time.perf_counter() - start

@@ -20,6 +20,8 @@ the ``module_path`` callable and no attrs) and the current ``phase``. A program 
 phases under one recorder (a training step: forward, backward, optimizer) sets ``phase`` and
 ``labeller`` between them, so dependencies run across the phases. A labeller that marks an op
 ``host_scalar`` (it works on a host-side scalar in the run the trace stands for) makes it no sync.
+With a :class:`workloads.host_calls.HostCalls` counter (``host_calls=``), each op also carries
+``attrs["host_calls"]``: the Python-level torch calls made since the previous op.
 
 Lifecycle: create, enter (``with OpRecorder(...) as rec:``), run the program, exit; ``rec.ops``
 then holds ops with ids 0..n-1 in the order they were issued.
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from functools import cache
 from typing import Any
 
@@ -37,6 +40,7 @@ from torch._subclasses.fake_tensor import FakeTensor
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from sim.trace import PHASES, Op
+from workloads.host_calls import HostCalls
 from workloads.op_costs import OpCall, op_cost
 from workloads.tensors import storage_ref, tensor_meta, tensors_in
 
@@ -65,12 +69,14 @@ class OpRecorder(TorchDispatchMode):
 
     def __init__(self, *, module_path: Callable[[], str] = lambda: "", phase: str = "forward",
                  labeller: Labeller | None = None,
-                 on_op: Callable[[int], None] | None = None):
+                 on_op: Callable[[int], None] | None = None,
+                 host_calls: HostCalls | None = None):
         super().__init__()
         self.module_path = module_path
         self.labeller = labeller
         self.phase = phase
         self.on_op = on_op
+        self.host_calls = host_calls
         self.ops: list[Op] = []
         self._last_writer: dict[int, int] = {}  # storage id -> op id
         self._readers: dict[int, set[int]] = {}  # storage id -> ops that read it since its write
@@ -92,13 +98,15 @@ class OpRecorder(TorchDispatchMode):
         name = func.overloadpacket._qualified_op_name  # "aten::mm"
         if name in NO_WORK_OPS or name.startswith(("prim::", "profiler::")):
             return func(*args, **kwargs)
-        inputs = tensors_in((*args, *kwargs.values()))
-        start_ns = time.perf_counter_ns()
-        out = func(*args, **kwargs)
-        elapsed_ns = time.perf_counter_ns() - start_ns
-        outputs = tensors_in(out)
-        real = not any(isinstance(t, FakeTensor) for t in (*inputs, *outputs))
-        self._record(func, name, args, kwargs, inputs, outputs, elapsed_ns * 1e-9 if real else None)
+        with self.host_calls.paused() if self.host_calls is not None else nullcontext():
+            inputs = tensors_in((*args, *kwargs.values()))
+            start_ns = time.perf_counter_ns()
+            out = func(*args, **kwargs)
+            elapsed_ns = time.perf_counter_ns() - start_ns
+            outputs = tensors_in(out)
+            real = not any(isinstance(t, FakeTensor) for t in (*inputs, *outputs))
+            self._record(func, name, args, kwargs, inputs, outputs,
+                         elapsed_ns * 1e-9 if real else None)
         return out
 
     def _record(self, func, name: str, args: Sequence, kwargs: Mapping, inputs: list,
@@ -122,6 +130,8 @@ class OpRecorder(TorchDispatchMode):
         else:
             module, extra = self.labeller(inputs, outputs)
             attrs = {**cost.attrs, **extra} if extra else cost.attrs
+        if self.host_calls is not None:
+            attrs = {**attrs, "host_calls": self.host_calls.take()}
         self.ops.append(Op(
             id=op_id, name=name, category=cost.category, flops=cost.flops,
             bytes_read=cost.bytes_read, bytes_written=cost.bytes_written, deps=tuple(sorted(deps)),

@@ -4,9 +4,11 @@ A CPU device runs every op on the host's own cores: the simulator adds t_pre + t
 order, t_post = 0. With the coefficients of the spec's ``cpu_calibration``
 (:mod:`sim.cpu_calibration`, fitted by ``validation.calibrate_cpu``):
 
-    t_pre  = dispatch + framework      every op: Python -> dispatcher -> return (a view: only
-                                       this), plus the model code's own Python per op
-                                       (``framework``)
+    t_pre  = dispatch                  every op: Python -> dispatcher -> return (a view: only
+             + framework x host_calls  this), plus the model code's own Python: ``framework``
+                                       per Python-level torch call that led to the op
+                                       (``attrs["host_calls"]``, :mod:`workloads.host_calls`;
+                                       1 for an op of a trace that does not count them)
     t_calc by kind (plus, for any op, fresh output bytes / fault bandwidth, below):
 
     GEMM     overhead + a (b m k) + b_el (b n k) + c (b m n) + 2 b m n k / rate
@@ -83,7 +85,7 @@ from sim.units import DTYPE_BYTES
 __all__ = ["Residency", "trace_residency", "cpu_op_cost", "level_index", "gemm_terms",
            "attention_terms", "stream_terms", "gemm_seconds", "attention_seconds",
            "stream_seconds", "element_key", "flash_blocks", "element_time", "op_floor",
-           "gemm_coefficients",
+           "gemm_coefficients", "host_calls",
            "STREAM_CATEGORIES", "STRIDED_SUFFIX"]
 
 STREAM_CATEGORIES = ("elementwise", "reduction", "norm", "copy", "embedding", "other")
@@ -257,7 +259,7 @@ def stream_seconds(floor_s, nbytes, bandwidth, elements, element_s, rows, row_s,
 
 def cpu_op_cost(op: Op, cal: CpuCalibration, residency: Residency = Residency()) -> OpCost:
     """The op's t_pre, t_calc (t_post = 0) with calibration ``cal`` (module doc)."""
-    framework = cal.framework_s
+    framework = cal.framework_s * host_calls(op)
     if op.category == "view" or op.attrs.get("host_scalar"):
         return OpCost(cal.dispatch_s + framework, 0.0, 0.0, "host", {"reason": "no kernel"})
     gemm = gemm_coefficients(cal, op)
@@ -300,6 +302,11 @@ def _stream(cal: CpuCalibration, terms: dict) -> tuple[float, str]:
     bound = "latency" if floor > max(memory_s, compute_s) else (
         "memory" if memory_s >= compute_s else "compute")
     return float(t), bound
+
+
+def host_calls(op: Op) -> float:
+    """Python-level torch calls that led to ``op`` (its ``host_calls`` attr), else 1."""
+    return float(op.attrs.get("host_calls", 1))
 
 
 def gemm_coefficients(cal: CpuCalibration, op: Op):
