@@ -23,6 +23,15 @@ def test_gemm_is_bilinear_in_its_operands_plus_flops():
     assert cost.t_post_s == 0.0
 
 
+def test_gemm_computes_whole_vectors_of_output_columns():
+    # AVX-512 (64 B): 16 fp32 lanes, so n = 130 costs the micro-kernel 144 columns of FLOPs
+    cal = dataclasses.replace(TOY_CAL, vector_bytes=64.0)
+    aligned = cpu_op_cost(gemm_op(m=64, n=128, k=256), cal).t_calc_s
+    ragged = cpu_op_cost(gemm_op(m=64, n=130, k=256), cal).t_calc_s
+    per_column = 2e-10 * 256 + 3e-10 * 64 + 256 * 4 / (100e9 * 0.5)  # B column, C column, B bytes
+    assert ragged - aligned == pytest.approx(2 * per_column + 2 * 64 * 16 * 256 / 1e11)
+
+
 def test_matrix_vector_product_streams_b_from_the_level_holding_it():
     op = gemm_op(m=1, n=1024, k=1024)  # 4 MiB of B: llc
     warm = cpu_op_cost(op, TOY_CAL).t_calc_s

@@ -11,8 +11,9 @@ order, t_post = 0. With the coefficients of the spec's ``cpu_calibration``
                                        1 for an op of a trace that does not count them)
     t_calc by kind (plus, for any op, fresh output bytes / fault bandwidth, below):
 
-    GEMM     overhead + a (b m k) + b_el (b n k) + c (b m n) + 2 b m n k / rate
+    GEMM     overhead + a (b m k) + b_el (b n k) + c (b m n) + 2 b m n' k / rate
              + bytes(B) / (bw(level holding B) stream_fraction)
+             n' = n rounded up to whole vectors (``vector_bytes``: 16 fp32, 32 bf16 lanes)
       m = 1: gemv_overhead + gemv (b n k) + gemv_output (b n)
              + bytes(B) / (bw(level holding B) stream_fraction)
     attention (CPU flash attention)
@@ -25,9 +26,13 @@ order, t_post = 0. With the coefficients of the spec's ``cpu_calibration``
                              elements x element_time[op] + rows x row_time[op]
                              + tail x tail_time[op])
 
-GEMM: the micro-kernel runs at ``rate`` on packed panels, and each operand pass costs per
-element -- Hockney's half-performance length (Hockney & Jesshope, "Parallel Computers 2", 1988,
-sec. 1.3.3: t = (n + n_1/2) / r_inf) written per operand, so that a small m, n or k each
+GEMM: the micro-kernel runs at ``rate`` on packed panels whose output columns fill whole
+vector registers (a partial vector of n computes its masked-off lanes too: SIMD lane
+quantization, the CPU's tile quantization; chosen over padding m or k, and over none, on the
+fit split of three calibrations of 2026-11-29, whose fit-split p90 it lowered by 0.8-1.4
+points), and each operand pass costs per element -- Hockney's half-performance length
+(Hockney & Jesshope, "Parallel Computers 2", 1988, sec. 1.3.3: t = (n + n_1/2) / r_inf)
+written per operand, so that a small m, n or k each
 lowers the achieved rate; B (a layer's weight) also streams from the level that holds it, its
 reads reaching a fitted fraction of the level's streaming bandwidth. A matrix-vector product
 (m = 1: decoding one token) takes another library path (BLAS gemv): no packing, B streamed
@@ -159,7 +164,9 @@ def gemm_terms(op: Op, cal: CpuCalibration, residency: Residency) -> dict[str, f
     reuse = max(op.bytes_total, residency.reuse_bytes or 0.0)
     if _is_weight_gemm(op) and residency.weight_reuse_bytes is not None:
         reuse = max(reuse, residency.weight_reuse_bytes)
+    lanes = max(int(cal.vector_bytes // DTYPE_BYTES.get(op.dtype, 4)), 1) if cal.vector_bytes else 1
     return {"bmk": b * m * k, "bnk": b * n * k, "bmn": b * m * n, "flops": 2.0 * b * m * n * k,
+            "kernel_flops": 2.0 * b * m * math.ceil(n / lanes) * lanes * k,
             "b_bytes": b_bytes, "gemv": float(m == 1), "level": level_index(cal, reuse),
             "fault_bytes": _fault_bytes(op, cal)}
 
@@ -230,7 +237,7 @@ def gemm_seconds(coef, terms, bandwidth, fault_bytes_per_s):
     the level holding B."""
     stream = terms["b_bytes"] / (bandwidth * coef.stream_fraction)
     gemm = (coef.overhead_s + coef.a_element_s * terms["bmk"] + coef.b_element_s * terms["bnk"]
-            + coef.c_element_s * terms["bmn"] + terms["flops"] / coef.flops_per_s + stream)
+            + coef.c_element_s * terms["bmn"] + terms["kernel_flops"] / coef.flops_per_s + stream)
     gemv = (coef.gemv_overhead_s + coef.gemv_element_s * terms["bnk"]
             + coef.gemv_output_s * terms["bmn"] + stream)
     return np.where(terms["gemv"] > 0, gemv, gemm) + terms["fault_bytes"] / fault_bytes_per_s
@@ -267,7 +274,7 @@ def cpu_op_cost(op: Op, cal: CpuCalibration, residency: Residency = Residency())
     if op.category == "gemm" and gemm is not None and all(k in op.attrs for k in "mnk"):
         terms = gemm_terms(op, cal, residency)
         t = gemm_seconds(gemm, terms, _bandwidth(cal, terms["level"]), cal.fault_bytes_per_s)
-        bound = "compute" if terms["flops"] / gemm.flops_per_s > t / 2 else "latency"
+        bound = "compute" if terms["kernel_flops"] / gemm.flops_per_s > t / 2 else "latency"
     elif op.category == "attention" and attention is not None and "s_k" in op.attrs:
         terms = attention_terms(op, cal, residency)
         t = attention_seconds(attention, terms, _bandwidth(cal, terms["level"]),
