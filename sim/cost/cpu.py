@@ -164,7 +164,7 @@ def gemm_terms(op: Op, cal: CpuCalibration, residency: Residency) -> dict[str, f
     reuse = max(op.bytes_total, residency.reuse_bytes or 0.0)
     if _is_weight_gemm(op) and residency.weight_reuse_bytes is not None:
         reuse = max(reuse, residency.weight_reuse_bytes)
-    lanes = max(int(cal.vector_bytes // DTYPE_BYTES.get(op.dtype, 4)), 1) if cal.vector_bytes else 1
+    lanes = vector_lanes(cal.vector_bytes, op.dtype)
     return {"bmk": b * m * k, "bnk": b * n * k, "bmn": b * m * n, "flops": 2.0 * b * m * n * k,
             "kernel_flops": 2.0 * b * m * math.ceil(n / lanes) * lanes * k,
             "b_bytes": b_bytes, "gemv": float(m == 1), "level": level_index(cal, reuse),
@@ -216,9 +216,14 @@ def tail_elements(op: Op, vector_bytes: float) -> float:
             or vector_bytes <= 0):
         return 0.0
     cols = first.shape[-1]
-    lanes = max(int(vector_bytes // DTYPE_BYTES.get(first.dtype, 4)), 1)
+    lanes = vector_lanes(vector_bytes, first.dtype)
     chunk = 4 * lanes if element_key(op) in _FOUR_VECTOR_CHUNKS else lanes
     return float(cols % chunk) * (first.numel / cols if cols else 0.0)
+
+
+def vector_lanes(vector_bytes: float, dtype: str) -> int:
+    """Elements of ``dtype`` in one vector register of ``vector_bytes`` (at least 1)."""
+    return max(int(vector_bytes // DTYPE_BYTES.get(dtype, 4)), 1)
 
 
 def _rows(op: Op) -> float:
