@@ -11,7 +11,7 @@ spec files, ``docs/spec-format.md``; meaning in ``docs/cpu-validation.md``)::
       threads: 1
       dispatch: 0.7 us                 # t_pre of every op: Python -> dispatcher -> return
       memory:                          # what torch kernels achieve, innermost level first
-        - {level: l2, capacity: 1 MiB, bandwidth: 120 GB/s}
+        - {level: l2, capacity: 1 MiB, bandwidth: 120 GB/s}   # latency: the spec level's
         - {level: dram, bandwidth: 38 GB/s}
       page_faults: {threshold: 32 MiB, bandwidth: 2.7 GB/s}
       strided_fraction: 0.25           # bandwidth fraction of a strided (transposing) copy
@@ -26,7 +26,8 @@ spec files, ``docs/spec-format.md``; meaning in ``docs/cpu-validation.md``)::
                     gemv_overhead: .., gemv_element: .., gemv_output: ..,
                     stream_fraction: ..}}
       attention: {fp32: {overhead: .., head: .., block: .., pair: .., kv_element: ..,
-                         rate: .., decode_head: .., decode_kv_element: ..}}
+                         rate: .., decode_head: .., decode_kv_element: ..,
+                         kv_lines_in_flight: 48}}
       intervals: {gemm: {low: 0.9, high: 1.15, count: 60}, ...}   # measured / predicted
       framework: 1.1 us                # model code's Python per Python-level torch call
       datasheet: amd-epyc-zen5         # the datasheet spec it refines (validation baseline)
@@ -38,6 +39,7 @@ the field) and that memory levels name levels of the spec.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -96,15 +98,22 @@ class AttentionCoefficients:
     flops_per_s: float
     decode_head_s: float
     decode_kv_element_s: float
+    #: Cache lines of K and V the kernel keeps in flight: it reads a level no faster than
+    #: lines x line size / the level's latency (Little's law); inf when absent (an older
+    #: spec: K and V stream at the level's bandwidth).
+    kv_lines_in_flight: float = math.inf
 
 
 @dataclass(frozen=True)
 class StreamLevel:
-    """Bandwidth that torch kernels achieve from one memory level, and its effective capacity."""
+    """Bandwidth that torch kernels achieve from one memory level, its effective capacity and
+    its load latency (not fitted: the spec's own memory level's, measured and cited there;
+    0 without one)."""
 
     name: str
     capacity_bytes: float
     bandwidth_bytes_per_s: float
+    latency_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -153,16 +162,23 @@ GEMM_KEYS = {"overhead": "overhead_s", "a_element": "a_element_s", "b_element": 
              "gemv_output": "gemv_output_s", "stream_fraction": "stream_fraction"}
 ATTENTION_KEYS = {"overhead": "overhead_s", "head": "head_s", "block": "block_s",
                   "pair": "pair_s", "kv_element": "kv_element_s", "rate": "flops_per_s",
-                  "decode_head": "decode_head_s", "decode_kv_element": "decode_kv_element_s"}
+                  "decode_head": "decode_head_s", "decode_kv_element": "decode_kv_element_s",
+                  "kv_lines_in_flight": "kv_lines_in_flight"}
+#: Keys a spec written before they existed lacks (their record's default applies).
+_OPTIONAL_KEYS = frozenset({"kv_lines_in_flight"})
+_MAX_LINES = 1e6
 
 
-def read_cpu_calibration(r: Reader, level_names: tuple[str, ...]) -> CpuCalibration:
-    """Read a ``cpu_calibration`` section strictly; ``level_names``: the spec's memory levels."""
+def read_cpu_calibration(r: Reader, level_names: tuple[str, ...],
+                         latencies: Mapping[str, float] | None = None) -> CpuCalibration:
+    """Read a ``cpu_calibration`` section strictly; ``level_names``: the spec's memory levels,
+    ``latencies`` their load latencies (s), which each calibrated level takes from the spec."""
+    latencies = latencies or {}
     faults = r.section("page_faults")
     cal = CpuCalibration(
         threads=int(r.quantity("threads", Dimension.COUNT, high=4096)),
         dispatch_s=_time(r, "dispatch"),
-        levels=tuple(_level(item, level_names) for item in r.sections("memory")),
+        levels=tuple(_level(item, level_names, latencies) for item in r.sections("memory")),
         fault_threshold_bytes=faults.quantity("threshold", Dimension.BYTES, high=1e12),
         fault_bytes_per_s=faults.quantity("bandwidth", Dimension.BANDWIDTH, high=_MAX_BW),
         strided_fraction=r.quantity("strided_fraction", Dimension.RATIO, high=1.0),
@@ -208,13 +224,15 @@ def _optional_times(r: Reader | None) -> dict[str, float]:
     return {} if r is None else _times(r)
 
 
-def _level(r: Reader, level_names: tuple[str, ...]) -> StreamLevel:
+def _level(r: Reader, level_names: tuple[str, ...],
+           latencies: Mapping[str, float]) -> StreamLevel:
     name = r.text("level", choices=level_names)
     main = name == level_names[-1]
     capacity = r.quantity("capacity", Dimension.BYTES, high=1e14, required=not main)
     level = StreamLevel(name=name, capacity_bytes=float("inf") if main else capacity,
                         bandwidth_bytes_per_s=r.quantity("bandwidth", Dimension.BANDWIDTH,
-                                                         high=_MAX_BW))
+                                                         high=_MAX_BW),
+                        latency_s=latencies.get(name, 0.0))
     r.finish()
     return level
 
@@ -225,7 +243,11 @@ def _per_dtype(r: Reader, keys: Mapping[str, str], record: type) -> dict:
         d = r.section(dtype)
         values = {}
         for key, name in keys.items():
-            if key == "rate":
+            if key in _OPTIONAL_KEYS:
+                lines = d.quantity(key, Dimension.COUNT, high=_MAX_LINES, required=False)
+                if lines is not None:
+                    values[name] = lines
+            elif key == "rate":
                 values[name] = d.quantity(key, Dimension.FLOP_RATE, high=_MAX_RATE)
             elif name.endswith("_fraction"):
                 values[name] = d.quantity(key, Dimension.RATIO, high=1.0)

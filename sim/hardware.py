@@ -263,7 +263,8 @@ def parse_spec(data: object, *, file: str) -> HardwareSpec:
         if kind != "cpu":
             raise top.error("cpu_calibration", "only a cpu spec can carry a CPU calibration")
         spec = dataclasses.replace(spec, cpu_calibration=read_cpu_calibration(
-            calibration, tuple(level.name for level in spec.memory)))
+            calibration, tuple(level.name for level in spec.memory),
+            {level.name: level.latency_s for level in spec.memory}))
     top.finish()
     return spec
 

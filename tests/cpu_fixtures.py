@@ -18,8 +18,8 @@ KIB, MIB = 2**10, 2**20
 TOY_CAL = CpuCalibration(
     threads=1,
     dispatch_s=1e-6,
-    levels=(StreamLevel("l1", 32 * KIB, 400e9), StreamLevel("llc", 8 * MIB, 100e9),
-            StreamLevel("dram", math.inf, 20e9)),
+    levels=(StreamLevel("l1", 32 * KIB, 400e9, 1e-9), StreamLevel("llc", 8 * MIB, 100e9, 10e-9),
+            StreamLevel("dram", math.inf, 20e9, 100e-9)),
     fault_threshold_bytes=32 * MIB,
     fault_bytes_per_s=4e9,
     strided_fraction=0.25,
@@ -34,7 +34,8 @@ TOY_CAL = CpuCalibration(
     attention={"fp32": AttentionCoefficients(overhead_s=3e-6, head_s=1e-6, block_s=2e-6,
                                              pair_s=1e-9, kv_element_s=1e-10,
                                              flops_per_s=5e10, decode_head_s=0.5e-6,
-                                             decode_kv_element_s=2e-10)},
+                                             decode_kv_element_s=2e-10,
+                                             kv_lines_in_flight=20)},
     intervals={"gemm": Interval(0.8, 1.2, 10), "elementwise": Interval(0.9, 1.3, 10),
                "all": Interval(0.5, 2.0, 20)},
 )

@@ -3,25 +3,56 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from sim.cost.cpu import Residency, cpu_op_cost
 from sim.cpu_calibration import AttentionCoefficients, GemmCoefficients
 from sim.trace import Op
-from tests.cpu_fixtures import TOY_CAL, gemm_op, stream_op
-from validation.cpu_fit import Point, _least_squares, fit_attention, fit_dispatch, fit_gemm
+from tests.cpu_fixtures import MIB, TOY_CAL, gemm_op, stream_op
+from validation.cpu_fit import (
+    COLD,
+    Point,
+    _least_squares,
+    fit_attention,
+    fit_dispatch,
+    fit_gemm,
+    load_points,
+)
 from validation.cpu_fit_stream import ELEMENT_STARTS, fit_stream, robust_loss
+from validation.microbench.suite import _op_dict
 
 VIEW = Op(id=0, name="aten::view", category="view")
 
 
-def _point(ops, cal=TOY_CAL, residency=None) -> Point:
-    residency = residency or Residency()
-    measured = sum(cpu_op_cost(op, cal, residency).total_s for op in ops)
-    return Point(key=str(id(ops)), kind=ops[-1].category, split="fit", ops=tuple(ops),
-                 residency=residency, measured_s=measured)
+def _point(ops, cal=TOY_CAL, residency=None, cold_share=0.0) -> Point:
+    """A point measured exactly as the model prices it: its warm and cold calls."""
+    point = Point(key=str(id(ops)), kind=ops[-1].category, split="fit", ops=tuple(ops),
+                  residency=residency or Residency(), measured_s=0.0, cold_share=cold_share)
+    measured = sum(share * cpu_op_cost(op, cal, calls).total_s
+                   for share, calls in point.calls() for op in ops)
+    return dataclasses.replace(point, measured_s=measured)
+
+
+def test_a_point_splits_its_calls_into_warm_and_cold():
+    warm = Residency(reuse_bytes=MIB)
+    point = Point("p", "copy", "fit", (VIEW,), warm, 1e-6, cold_share=0.25)
+    assert point.calls() == ((0.75, warm), (0.25, COLD))
+    assert dataclasses.replace(point, cold_share=1.0).calls() == ((1.0, COLD),)
+    assert dataclasses.replace(point, cold_share=0.0).calls() == ((1.0, warm),)
+
+
+def test_points_run_cold_once_per_sample_block():
+    # the timer interleaves points: a sample's first call finds nothing of its data cached
+    ops = json.dumps([_op_dict(stream_op("add", (4, 4), inputs=2))])
+    table = pd.DataFrame({"key": ["a", "b"], "category": "elementwise", "split": "fit",
+                          "measured_s": 1e-6, "reuse_bytes": 192.0,
+                          "weight_reuse_bytes": 192.0, "ops": ops, "block": [4, 1]})
+    assert [p.cold_share for p in load_points(table)] == [0.25, 1.0]
+    assert load_points(table.drop(columns="block"))[0].cold_share == 0.0  # no record: warm
 
 
 def test_dispatch_is_the_geometric_mean_of_view_points():
@@ -43,22 +74,24 @@ def test_gemm_fit_recovers_known_coefficients():
         assert getattr(fitted, name) == pytest.approx(getattr(truth, name), rel=1e-3), name
 
 
-def _attention(b, h, s_q, s_k, d, causal):
+def _attention(b, h, s_q, s_k, d, causal, group=1):
     return Op(id=0, name="aten::_scaled_dot_product_flash_attention_for_cpu",
-              category="attention", attrs={"b": b, "h_q": h, "h_kv": h, "s_q": s_q,
+              category="attention", attrs={"b": b, "h_q": h * group, "h_kv": h, "s_q": s_q,
                                            "s_k": s_k, "d": d, "causal": causal})
 
 
 def test_attention_fit_recovers_known_coefficients():
     rng = np.random.default_rng(1)
     points = []
-    for i in range(60):
+    for i in range(80):
         b, h = int(rng.integers(1, 4)), int(rng.integers(1, 16))
         s_k, d = int(rng.integers(8, 1500)), int(rng.choice([32, 64, 128]))
         s_q = 1 if i % 3 == 0 else s_k
-        points.append(_point([_attention(b, h, s_q, s_k, d, causal=i % 2 == 1)]))
+        residency = Residency(reuse_bytes=64 * MIB) if i % 4 == 0 else None  # main memory
+        points.append(_point([_attention(b, h, s_q, s_k, d, causal=i % 2 == 1,
+                                         group=int(rng.choice([1, 4])))], residency=residency))
     start = dataclasses.replace(TOY_CAL, attention={"fp32": AttentionCoefficients(
-        1e-5, 1e-7, 1e-7, 1e-8, 1e-9, 2e11, 1e-7, 1e-9)})
+        1e-5, 1e-7, 1e-7, 1e-8, 1e-9, 2e11, 1e-7, 1e-9, 50.0)})
     fitted = fit_attention(points, start, "fp32")
     truth = TOY_CAL.attention["fp32"]
     for name in vars(truth):
@@ -74,6 +107,8 @@ def test_stream_fit_recovers_bandwidths_floors_and_element_times():
     points += [_point([stream_op("clone", s, category="copy", contiguous=False)])
                for s in sizes]
     points += [_point([stream_op("add", (64, 2**20 * m), inputs=2)]) for m in (1, 2)]
+    # some timed partly cold: half their calls from main memory
+    points += [_point([stream_op("add", s, inputs=2)], cold_share=0.5) for s in sizes[2:5]]
     start = dataclasses.replace(TOY_CAL, op_floor_s={}, element_s={}, row_s={},
                                 fault_bytes_per_s=1e9, strided_fraction=0.5,
                                 levels=tuple(dataclasses.replace(lv, bandwidth_bytes_per_s=50e9)

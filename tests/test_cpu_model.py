@@ -63,6 +63,24 @@ def test_decode_attention_uses_its_own_per_head_and_kv_costs():
     assert cpu_op_cost(op, TOY_CAL).t_calc_s == pytest.approx(expected)
 
 
+def test_attention_reads_k_and_v_once_from_their_level_and_again_from_cache():
+    # GQA decode from main memory: 2 KV heads read once, latency-bound (20 lines in flight x
+    # 64 B per 100 ns beats 20 GB/s); the 6 further query heads find one head's K and V
+    # (100 keys x 64 x 4 B = 25 KiB) in l1 at its bandwidth
+    op = Op(id=0, name="aten::_scaled_dot_product_flash_attention_for_cpu",
+            category="attention", dtype="fp32",
+            attrs={"b": 1, "h_q": 8, "h_kv": 2, "s_q": 1, "s_k": 100, "d": 32, "causal": False})
+    first, again = 2 * 100 * 64 * 4, 6 * 100 * 64 * 4
+    expected = (3e-6 + 1e-9 * 8 * 100 + 0.5e-6 * 8 + 2e-10 * 8 * 100 * 64
+                + first * 100e-9 / (20 * 64) + again / 400e9)
+    cold = cpu_op_cost(op, TOY_CAL, Residency(reuse_bytes=64 * MIB))
+    assert cold.t_calc_s == pytest.approx(expected)
+    assert cold.detail["memory_level"] == "dram"
+    # the llc serves at its bandwidth: 20 lines per 10 ns would allow 128 GB/s
+    warm = cpu_op_cost(op, TOY_CAL, Residency(reuse_bytes=1 * MIB))
+    assert warm.t_calc_s == pytest.approx(expected - first * 100e-9 / (20 * 64) + first / 100e9)
+
+
 def test_streaming_op_takes_the_slower_of_bytes_and_elements_plus_its_floor():
     add = stream_op("add", (1024, 1024), inputs=2)  # 12 MiB: dram
     assert cpu_op_cost(add, TOY_CAL).t_calc_s == pytest.approx(2e-6 + 12 * MIB / 20e9)

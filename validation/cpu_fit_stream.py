@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from sim.cost.cpu import STREAM_CATEGORIES, stream_seconds, stream_terms
-from sim.cpu_calibration import CpuCalibration, StreamLevel
+from sim.cpu_calibration import CpuCalibration
 
 __all__ = ["fit_stream", "stream_points", "robust_loss", "EFFECTIVE_LLC_BYTES", "ELEMENT_STARTS",
            "FIT_LOSS_SCALE"]
@@ -62,22 +62,25 @@ def _element_param(key: str, dtype: str) -> str:
 
 
 def _arrays(points, cal: CpuCalibration) -> dict:
-    """Per streaming op: its point, terms and parameter indices (views add dispatch only)."""
-    rows, point_of, views = [], [], np.zeros(len(points))
+    """Per streaming op and call of a point (warm, cold: ``Point.calls``): its point, share of
+    the point's calls, terms and parameter indices (views add dispatch only)."""
+    rows, point_of, shares, views = [], [], [], np.zeros(len(points))
     for i, p in enumerate(points):
-        for op in p.ops:
-            if op.category == "view":
-                views[i] += 1
-            else:
-                rows.append(stream_terms(op, cal, p.residency))
-                point_of.append(i)
+        views[i] = sum(op.category == "view" for op in p.ops)
+        for share, residency in p.calls():
+            for op in p.ops:
+                if op.category != "view":
+                    rows.append(stream_terms(op, cal, residency))
+                    point_of.append(i)
+                    shares.append(share)
     keys = sorted({_element_param(r["key"], r["dtype"]) for r in rows})
     row_keys = sorted({_element_param(r["key"], r["dtype"]) for r in rows if r["rows"] > 0})
     tail_keys = sorted({_element_param(r["key"], r["dtype"]) for r in rows if r["tail"] > 0})
     categories = sorted({r["category"] for r in rows})
     key_category = {_element_param(r["key"], r["dtype"]): r["category"] for r in rows}
     return {
-        "point": np.array(point_of), "views": views, "keys": keys, "categories": categories,
+        "point": np.array(point_of), "share": np.array(shares), "views": views, "keys": keys,
+        "categories": categories,
         "level": np.array([r["level"] for r in rows]),
         "bytes": np.array([r["bytes"] for r in rows], dtype=float),
         "elements": np.array([r["elements"] for r in rows], dtype=float),
@@ -132,7 +135,7 @@ def _fit_from(points, cal: CpuCalibration, fit_lsq, a: dict,
               element_start: float) -> tuple[float, np.ndarray]:
     """(robust loss, parameters) of one solve started with element times ``element_start``."""
     measured = np.array([p.measured_s for p in points])
-    n_ops = a["views"] + np.bincount(a["point"], minlength=len(points))
+    n_ops = a["views"] + np.array([sum(op.category != "view" for op in p.ops) for p in points])
     n_levels = len(cal.levels)
     n_keys, n_rows, n_tails = len(a["keys"]), len(a["row_keys"]), len(a["tail_keys"])
     # (start, low, high) of the gather fraction; no parameter when no op gathers
@@ -149,7 +152,8 @@ def _fit_from(points, cal: CpuCalibration, fit_lsq, a: dict,
 
     def residuals(x):
         seconds = _op_seconds(_unpack(x, a, n_levels), a)
-        pred = n_ops * cal.dispatch_s + np.bincount(a["point"], seconds, minlength=len(points))
+        pred = n_ops * cal.dispatch_s + np.bincount(a["point"], a["share"] * seconds,
+                                                    minlength=len(points))
         return np.log(pred / measured)
 
     x = fit_lsq(residuals, start, low, high)
@@ -199,7 +203,6 @@ def fit_stream(points: Sequence, cal: CpuCalibration, fit_lsq, *,
     ``fit_lsq(residuals, start, low, high)`` is the robust least-squares solver."""
     levels = list(cal.levels)
     llc = len(levels) - 2
-    levels[llc] = StreamLevel(levels[llc].name, float(llc_bytes),
-                              levels[llc].bandwidth_bytes_per_s)
+    levels[llc] = dataclasses.replace(levels[llc], capacity_bytes=float(llc_bytes))
     return _fit_once(stream_points(points), dataclasses.replace(cal, levels=tuple(levels)),
                      fit_lsq)

@@ -46,10 +46,13 @@ def _calibration_section(cal: CpuCalibration) -> dict[str, Any]:
         number = float(getattr(record, name))
         if key == "rate":
             return quantity(number, "FLOP/s")
+        if key.endswith("_in_flight"):  # a count
+            return round(number, 1)
         return round(number, 4) if name.endswith("_fraction") else quantity(number, "s")
 
     def coefficients(record, keys):
-        return {key: value(record, key, name) for key, name in keys.items()}
+        return {key: value(record, key, name) for key, name in keys.items()
+                if not math.isinf(getattr(record, name))}
 
     levels = [{"level": lv.name, "bandwidth": quantity(lv.bandwidth_bytes_per_s, "B/s"),
                **({} if math.isinf(lv.capacity_bytes)

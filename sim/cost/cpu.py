@@ -18,9 +18,10 @@ order, t_post = 0. With the coefficients of the spec's ``cpu_calibration``
              + bytes(B) / (bw(level holding B) stream_fraction)
     attention (CPU flash attention)
              overhead + head (b h_q) + block Q + pair P + kv_element E + 2 (d + d_v) P / rate
-             + E x dtype bytes / bw(level holding K and V)
-      s_q = 1: overhead + decode_head (b h_q) + pair P + decode_kv_element E
-             + E x dtype bytes / bw(level holding K and V)
+             + read(K and V once, level holding them) + read(the rest of E, level holding
+             one head's K and V);  read(bytes, level) = bytes x max(1 / bw, latency / (lines
+             x 64 B)), lines = kv_lines_in_flight
+      s_q = 1: overhead + decode_head (b h_q) + pair P + decode_kv_element E + the same reads
     streaming (elementwise, reduction, norm, copy, embedding, other)
              floor[op] + max(bytes / bw(level) [/ strided_fraction] [/ gather_fraction],
                              elements x element_time[op] + rows x row_time[op]
@@ -45,7 +46,16 @@ diagonal. Per (batch, query head), Q counts its query blocks, P the (query, key)
 blocks it computes and E the K and V elements each query block multiplies (padded keys x
 (d + d_v)): the two matmuls of a block are small GEMMs whose B operand (K, V) is streamed per
 query block, so prefill amortizes E over a block's rows; decoding (one query row per head)
-multiplies vectors by K and V, a matrix-vector product like the GEMM's m = 1.
+multiplies vectors by K and V, a matrix-vector product like the GEMM's m = 1. K and V come from
+the level holding them once; every further pass over them (the next query block, another query
+head of a grouped-query group) finds them in the level that holds one head's K and V. A read
+is also bounded by Little's law: the kernel keeps ``kv_lines_in_flight`` cache lines in flight,
+so it reads a level no faster than lines x 64 B / the level's load latency (the spec's). From
+main memory that binds (measured here 2026-11-29, fp32 decode over 1.5-18 MiB of cold K and V:
+13-17 GB/s, against 40 GB/s of streaming; from the L3, 42-59 GB/s): the calibration fits 45-49
+lines for fp32, 72-75 for bf16, on two days' measurements. Chosen over a fitted fraction of the
+bandwidth (the same fit-split p90, but a fraction also slows the caches, where the measured
+reads run at full speed).
 Streaming: bytes flow from the level holding the working set unless the per-element work
 (a special function, a softmax) is slower (Williams et al., "Roofline", CACM 2009: the max of
 the two); a row-wise op (softmax, norm, reduction over the last dimension) also pays per row
@@ -91,12 +101,14 @@ __all__ = ["Residency", "trace_residency", "cpu_op_cost", "level_index", "gemm_t
            "attention_terms", "stream_terms", "gemm_seconds", "attention_seconds",
            "stream_seconds", "element_key", "flash_blocks", "element_time", "op_floor",
            "gemm_coefficients", "host_calls",
-           "STREAM_CATEGORIES", "STRIDED_SUFFIX"]
+           "STREAM_CATEGORIES", "STRIDED_SUFFIX", "CACHE_LINE_BYTES"]
 
 STREAM_CATEGORIES = ("elementwise", "reduction", "norm", "copy", "embedding", "other")
 #: Key suffix of a strided (transposing) copy's floor and element time: another loop than the
 #: contiguous copy of the same op (``clone_strided`` beside ``clone``).
 STRIDED_SUFFIX = "_strided"
+#: Bytes of a cache line (x86, and the Zen 5 of this project's CPU spec: 64 B).
+CACHE_LINE_BYTES = 64
 _Q_BLOCKS = ((768, 256), (192, 64), (0, 32))  # (s_q at least, query block rows)
 _KV_BLOCK = 512
 
@@ -179,12 +191,19 @@ def attention_terms(op: Op, cal: CpuCalibration, residency: Residency) -> dict[s
     blocks, pairs, keys = flash_blocks(s_q, s_k, bool(a.get("causal", False)))
     heads = b * h_q
     kv_elements = heads * keys * (d + d_v)
-    reuse = max(op.bytes_total, residency.reuse_bytes or 0.0)
+    element_bytes = DTYPE_BYTES.get(op.dtype, 4)
+    level = level_index(cal, max(op.bytes_total, residency.reuse_bytes or 0.0))
+    # K and V come from ``level`` once; each further pass over them (another query block,
+    # another query head of the group) finds them where one head's K and V fit
+    first = min(kv_elements, b * int(a.get("h_kv", h_q)) * s_k * (d + d_v)) * element_bytes
+    again = min(level, level_index(cal, s_k * (d + d_v) * element_bytes))
     return {"heads": heads, "blocks": heads * blocks, "pairs": heads * pairs,
             "decode": float(s_q == 1), "kv_elements": kv_elements,
             "flops": 2.0 * heads * pairs * (d + d_v),
-            "kv_bytes": float(kv_elements * DTYPE_BYTES.get(op.dtype, 4)),
-            "level": level_index(cal, reuse), "fault_bytes": _fault_bytes(op, cal)}
+            "kv_bytes": float(kv_elements * element_bytes), "kv_first_bytes": float(first),
+            "level": level, "bandwidth": _bandwidth(cal, level),
+            "latency": cal.levels[level].latency_s, "again_bandwidth": _bandwidth(cal, again),
+            "again_latency": cal.levels[again].latency_s, "fault_bytes": _fault_bytes(op, cal)}
 
 
 def stream_terms(op: Op, cal: CpuCalibration, residency: Residency) -> dict:
@@ -248,9 +267,13 @@ def gemm_seconds(coef, terms, bandwidth, fault_bytes_per_s):
     return np.where(terms["gemv"] > 0, gemv, gemm) + terms["fault_bytes"] / fault_bytes_per_s
 
 
-def attention_seconds(coef, terms, bandwidth, fault_bytes_per_s):
+def attention_seconds(coef, terms, fault_bytes_per_s):
     """Attention t_calc (s); ``terms`` as :func:`attention_terms`."""
-    stream = terms["kv_bytes"] / bandwidth
+    lines = coef.kv_lines_in_flight * CACHE_LINE_BYTES
+    first = np.maximum(1.0 / terms["bandwidth"], terms["latency"] / lines)
+    again = np.maximum(1.0 / terms["again_bandwidth"], terms["again_latency"] / lines)
+    stream = (terms["kv_first_bytes"] * first
+              + (terms["kv_bytes"] - terms["kv_first_bytes"]) * again)
     prefill = (coef.head_s * terms["heads"] + coef.block_s * terms["blocks"]
                + coef.kv_element_s * terms["kv_elements"] + terms["flops"] / coef.flops_per_s
                + stream)
@@ -282,8 +305,7 @@ def cpu_op_cost(op: Op, cal: CpuCalibration, residency: Residency = Residency())
         bound = "compute" if terms["kernel_flops"] / gemm.flops_per_s > t / 2 else "latency"
     elif op.category == "attention" and attention is not None and "s_k" in op.attrs:
         terms = attention_terms(op, cal, residency)
-        t = attention_seconds(attention, terms, _bandwidth(cal, terms["level"]),
-                              cal.fault_bytes_per_s)
+        t = attention_seconds(attention, terms, cal.fault_bytes_per_s)
         bound = "compute" if terms["flops"] / attention.flops_per_s > t / 2 else "latency"
     else:
         terms = stream_terms(op, cal, residency)
