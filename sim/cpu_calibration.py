@@ -24,7 +24,7 @@ spec files, ``docs/spec-format.md``; meaning in ``docs/cpu-validation.md``)::
       tail_time: {amax: 1.2 ns, ...}   # per element of a row past its last full vector chunk
       gemm: {fp32: {overhead: .., a_element: .., b_element: .., c_element: .., rate: ..,
                     gemv_overhead: .., gemv_element: .., gemv_output: ..,
-                    stream_fraction: ..}}
+                    stream_fraction: .., cold_call: ..}}
       attention: {fp32: {overhead: .., head: .., block: .., pair: .., kv_element: ..,
                          rate: .., decode_head: .., decode_kv_element: ..,
                          kv_lines_in_flight: 48}}
@@ -81,6 +81,10 @@ class GemmCoefficients:
     gemv_element_s: float
     gemv_output_s: float
     stream_fraction: float
+    #: Extra seconds of a cold call: one whose code, library state and data were all evicted
+    #: since the op last ran (a micro-benchmark point's first call of a sample block); never
+    #: charged to a trace's ops. 0 when absent (an older spec).
+    cold_call_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -159,13 +163,14 @@ class CpuCalibration:
 GEMM_KEYS = {"overhead": "overhead_s", "a_element": "a_element_s", "b_element": "b_element_s",
              "c_element": "c_element_s", "rate": "flops_per_s",
              "gemv_overhead": "gemv_overhead_s", "gemv_element": "gemv_element_s",
-             "gemv_output": "gemv_output_s", "stream_fraction": "stream_fraction"}
+             "gemv_output": "gemv_output_s", "stream_fraction": "stream_fraction",
+             "cold_call": "cold_call_s"}
 ATTENTION_KEYS = {"overhead": "overhead_s", "head": "head_s", "block": "block_s",
                   "pair": "pair_s", "kv_element": "kv_element_s", "rate": "flops_per_s",
                   "decode_head": "decode_head_s", "decode_kv_element": "decode_kv_element_s",
                   "kv_lines_in_flight": "kv_lines_in_flight"}
 #: Keys a spec written before they existed lacks (their record's default applies).
-_OPTIONAL_KEYS = frozenset({"kv_lines_in_flight"})
+_OPTIONAL_KEYS = frozenset({"kv_lines_in_flight", "cold_call"})
 _MAX_LINES = 1e6
 
 
@@ -244,9 +249,10 @@ def _per_dtype(r: Reader, keys: Mapping[str, str], record: type) -> dict:
         values = {}
         for key, name in keys.items():
             if key in _OPTIONAL_KEYS:
-                lines = d.quantity(key, Dimension.COUNT, high=_MAX_LINES, required=False)
-                if lines is not None:
-                    values[name] = lines
+                value = (d.quantity(key, Dimension.COUNT, high=_MAX_LINES, required=False)
+                         if key == "kv_lines_in_flight" else _time(d, key, required=False))
+                if value is not None:
+                    values[name] = value
             elif key == "rate":
                 values[name] = d.quantity(key, Dimension.FLOP_RATE, high=_MAX_RATE)
             elif name.endswith("_fraction"):

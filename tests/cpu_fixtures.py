@@ -30,7 +30,7 @@ TOY_CAL = CpuCalibration(
     gemm={"fp32": GemmCoefficients(overhead_s=2e-6, a_element_s=1e-10, b_element_s=2e-10,
                                    c_element_s=3e-10, flops_per_s=1e11, gemv_overhead_s=1e-6,
                                    gemv_element_s=5e-10, gemv_output_s=2e-9,
-                                   stream_fraction=0.5)},
+                                   stream_fraction=0.5, cold_call_s=10e-6)},
     attention={"fp32": AttentionCoefficients(overhead_s=3e-6, head_s=1e-6, block_s=2e-6,
                                              pair_s=1e-9, kv_element_s=1e-10,
                                              flops_per_s=5e10, decode_head_s=0.5e-6,

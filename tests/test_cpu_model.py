@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 
@@ -52,6 +53,16 @@ def test_flash_blocks_skip_whole_key_blocks_past_the_diagonal():
     assert blocks == 4
     assert keys == 512 + 512 + 1000 + 1000
     assert pairs == 256 * 512 + 256 * 512 + 256 * 1000 + 232 * 1000
+
+
+def test_a_cold_gemm_call_pays_its_cold_call_cost_and_reads_b_from_main_memory():
+    # a micro-benchmark's first call after other points: code, library state and data evicted
+    op = gemm_op(64, 128, 128)
+    warm = cpu_op_cost(op, TOY_CAL).t_calc_s
+    b_bytes = 128 * 128 * 4
+    cold = cpu_op_cost(op, TOY_CAL, Residency(math.inf, math.inf, cold=True)).t_calc_s
+    # warm: its 128 KiB working set in the llc (100 GB/s); cold: B from dram (20 GB/s)
+    assert cold == pytest.approx(warm + 10e-6 + b_bytes / (0.5 * 20e9) - b_bytes / (0.5 * 100e9))
 
 
 def test_decode_attention_uses_its_own_per_head_and_kv_costs():

@@ -11,7 +11,7 @@ values (:data:`START`), so a re-fit never depends on an earlier fit:
    the strided-copy fraction and the page-fault bandwidth, on every point made of streaming
    ops (elementwise, reduction, norm, copy, embedding). An element time whose compute term
    binds on no fit point is dropped (0).
-3. ``gemm``: per dtype, the nine GEMM coefficients on the GEMM points (views and any streaming
+3. ``gemm``: per dtype, the ten GEMM coefficients on the GEMM points (views and any streaming
    op of a point priced with stages 1-2).
 4. ``attention``: per dtype, the nine attention coefficients on the SDPA points.
 
@@ -72,7 +72,7 @@ _MIB = 2**20
 
 #: Where a sample's first call finds its data: every other point of the suite ran since
 #: (``validation.microbench.timer`` interleaves them), so nothing of it is left in any cache.
-COLD = Residency(math.inf, math.inf)
+COLD = Residency(math.inf, math.inf, cold=True)
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ def start_calibration(spec: HardwareSpec, threads: int) -> CpuCalibration:
                                else math.inf, 0.6 * spec.memory_bandwidth(lv), lv.latency_s)
                    for i, lv in enumerate(spec.memory))
     rate = {dt: spec.compute.matrix_peak(dt) * spec.efficiency.matrix for dt in ("fp32", "bf16")}
-    gemm = {dt: GemmCoefficients(5e-6, 1e-10, 1e-10, 1e-10, r, 2e-6, 1e-10, 1e-9, 0.5)
+    gemm = {dt: GemmCoefficients(5e-6, 1e-10, 1e-10, 1e-10, r, 2e-6, 1e-10, 1e-9, 0.5, 1e-5)
             for dt, r in rate.items()}
     attention = {dt: AttentionCoefficients(5e-6, 1e-7, 1e-7, 1e-9, 1e-10, r, 1e-6, 1e-10,
                                            KV_LINES_STARTS[1]) for dt, r in rate.items()}
@@ -212,18 +212,18 @@ def fit_gemm(points: Sequence[Point], cal: CpuCalibration, dtype: str,
     c0 = cal.gemm[dtype]
     start = np.array([c0.overhead_s, c0.a_element_s, c0.b_element_s, c0.c_element_s,
                       1 / c0.flops_per_s, c0.gemv_overhead_s, c0.gemv_element_s,
-                      c0.gemv_output_s, c0.stream_fraction])
+                      c0.gemv_output_s, c0.stream_fraction, c0.cold_call_s])
 
     def coefficients(x):
-        return GemmCoefficients(x[0], x[1], x[2], x[3], 1 / x[4], x[5], x[6], x[7], x[8])
+        return GemmCoefficients(x[0], x[1], x[2], x[3], 1 / x[4], x[5], x[6], x[7], x[8], x[9])
 
     def residuals(x):
         return design.log_residuals(gemm_seconds(coefficients(x), design.terms,
                                                  design.bandwidth, cal.fault_bytes_per_s))
 
     return coefficients(_least_squares(
-        residuals, start, np.array([0, 0, 0, 0, 1e-14, 0, 0, 0, 0.05]),
-        np.array([1e-3, 1e-8, 1e-8, 1e-8, 1e-9, 1e-3, 1e-8, 1e-6, 1.0])))
+        residuals, start, np.array([0, 0, 0, 0, 1e-14, 0, 0, 0, 0.05, 0]),
+        np.array([1e-3, 1e-8, 1e-8, 1e-8, 1e-9, 1e-3, 1e-8, 1e-6, 1.0, 1e-3])))
 
 
 def fit_attention(points: Sequence[Point], cal: CpuCalibration,

@@ -16,6 +16,8 @@ order, t_post = 0. With the coefficients of the spec's ``cpu_calibration``
              n' = n rounded up to whole vectors (``vector_bytes``: 16 fp32, 32 bf16 lanes)
       m = 1: gemv_overhead + gemv (b n k) + gemv_output (b n)
              + bytes(B) / (bw(level holding B) stream_fraction)
+      a cold call (``Residency.cold``: a micro-benchmark's first call after other points;
+             never a trace's op) adds cold_call
     attention (CPU flash attention)
              overhead + head (b h_q) + block Q + pair P + kv_element E + 2 (d + d_v) P / rate
              + read(K and V once, level holding them) + read(the rest of E, level holding
@@ -38,7 +40,12 @@ lowers the achieved rate; B (a layer's weight) also streams from the level that 
 reads reaching a fitted fraction of the level's streaming bandwidth. A matrix-vector product
 (m = 1: decoding one token) takes another library path (BLAS gemv): no packing, B streamed
 once. Each aten op (addmm, mm, bmm) and dtype has its own coefficients when calibrated
-(different library calls), else the dtype's.
+(different library calls), else the dtype's. A GEMM whose code, library state and page
+translations were evicted since it last ran pays a fixed ``cold_call`` on top (measured here
+2026-11-29: after 64 MiB of unrelated reads, F.linear and bmm of 1-64 rows took +20-43 us in
+fp32 and +46-67 us in bf16, against 3-150 us warm; a call after another GEMM or a gelu paid
+nothing). Only micro-benchmark points have cold calls; fitted without the term, the cost went
+into the coefficients that price every warm call of a model's step.
 Attention: PyTorch's CPU kernel (aten/src/ATen/native/cpu/FlashAttentionKernel.cpp,
 ``flash_attention_kernel_impl``) splits queries into blocks of 32 / 64 / 256 rows (s_q < 192 /
 < 768 / larger) and keys into blocks of 512; a causal mask skips only whole key blocks past the
@@ -115,10 +122,13 @@ _KV_BLOCK = 512
 
 @dataclass(frozen=True)
 class Residency:
-    """Reuse distances (bytes) of an op's data and of its weights; None: its working set."""
+    """Reuse distances (bytes) of an op's data and of its weights; None: its working set.
+    ``cold``: the call's code and library state were evicted too (a micro-benchmark's first
+    call after other points; a GEMM call then pays its ``cold_call``)."""
 
     reuse_bytes: float | None = None
     weight_reuse_bytes: float | None = None
+    cold: bool = False
 
 
 def trace_residency(ops: Sequence[Op]) -> Residency:
@@ -180,7 +190,7 @@ def gemm_terms(op: Op, cal: CpuCalibration, residency: Residency) -> dict[str, f
     return {"bmk": b * m * k, "bnk": b * n * k, "bmn": b * m * n, "flops": 2.0 * b * m * n * k,
             "kernel_flops": 2.0 * b * m * math.ceil(n / lanes) * lanes * k,
             "b_bytes": b_bytes, "gemv": float(m == 1), "level": level_index(cal, reuse),
-            "fault_bytes": _fault_bytes(op, cal)}
+            "fault_bytes": _fault_bytes(op, cal), "cold": float(residency.cold)}
 
 
 def attention_terms(op: Op, cal: CpuCalibration, residency: Residency) -> dict[str, float]:
@@ -264,7 +274,8 @@ def gemm_seconds(coef, terms, bandwidth, fault_bytes_per_s):
             + coef.c_element_s * terms["bmn"] + terms["kernel_flops"] / coef.flops_per_s + stream)
     gemv = (coef.gemv_overhead_s + coef.gemv_element_s * terms["bnk"]
             + coef.gemv_output_s * terms["bmn"] + stream)
-    return np.where(terms["gemv"] > 0, gemv, gemm) + terms["fault_bytes"] / fault_bytes_per_s
+    return (np.where(terms["gemv"] > 0, gemv, gemm) + terms["fault_bytes"] / fault_bytes_per_s
+            + coef.cold_call_s * terms["cold"])
 
 
 def attention_seconds(coef, terms, fault_bytes_per_s):
