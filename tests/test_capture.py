@@ -11,6 +11,7 @@ from transformers.pytorch_utils import Conv1D
 from sim.errors import InputError
 from sim.trace import CATEGORIES, read_trace, write_trace
 from workloads import MODELS, build_model, capture_model, capture_module, causal_pairs, model_config
+from workloads.recorder import OpRecorder
 
 BATCH, SEQ = 2, 16  # b, s of the captured prefill; tokens = b * s
 TOKENS = BATCH * SEQ
@@ -165,7 +166,7 @@ def test_dependencies_follow_storage_through_views_and_in_place_ops():
     add_, mm, add = trace.ops[1], trace.ops[4], trace.ops[6]
     assert (add_.flops, add_.bytes_read, add_.bytes_written) == (8, 8 * 4, 8 * 4)
     # host_calls 0: the mm is F.linear's second aten op, after its t (module doc of host_calls)
-    assert mm.attrs == {"b": 1, "m": 2, "n": 3, "k": 4, "host_calls": 0}
+    assert mm.attrs == {"b": 1, "m": 2, "n": 3, "k": 4, "b_layout": "nk", "host_calls": 0}
     assert mm.flops == 2 * 2 * 3 * 4
     assert (add.bytes_read, add.bytes_written) == ((6 + 3) * 4, 6 * 4)  # bias counted once
 
@@ -296,3 +297,14 @@ def test_non_dense_inputs_of_copies_and_elementwise_ops_are_marked():
     marked = {op.name for op in trace.ops if op.attrs.get("contiguous") is False}
     assert marked == {"aten::clone", "aten::exp"}
     assert all("contiguous" not in op.attrs for op in trace.ops if op.name == "aten::mul")
+
+def test_gemms_record_how_b_is_stored():
+    # F.linear multiplies by its weight's transpose (n x k rows); GPT-2's Conv1D by a k x n one
+    x, w, b = torch.randn(4, 8), torch.randn(16, 8), torch.randn(16)
+    with OpRecorder() as rec, torch.no_grad():
+        torch.nn.functional.linear(x, w, b)
+        Conv1D(16, 8)(x)
+        torch.bmm(torch.randn(2, 4, 8), torch.randn(2, 16, 8).transpose(1, 2))
+        torch.bmm(torch.randn(2, 4, 8), torch.randn(2, 8, 16))
+    layouts = [op.attrs.get("b_layout") for op in rec.ops if op.category == "gemm"]
+    assert layouts == ["nk", "kn", "nk", "kn"]

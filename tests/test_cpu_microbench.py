@@ -49,7 +49,8 @@ def test_a_point_carries_the_ops_a_captured_trace_would():
     assert names == ["aten::t", "aten::view", "aten::mm", "aten::_unsafe_view"]
     mm = point.ops[2]
     assert (mm.category, dict(mm.attrs), mm.measured_s) == ("gemm", {"b": 1, "m": 8, "n": 16,
-                                                                     "k": 32}, None)
+                                                                     "k": 32, "b_layout": "nk"},
+                                                            None)
     assert point.copies == 1  # 2.6 KiB: no cache level smaller than it to flatter the loop
 
 

@@ -8,7 +8,14 @@ import math
 import pytest
 
 from sim.cost import CalibratedCostModel, RooflineCostModel, cost_ops
-from sim.cost.cpu import Residency, cpu_op_cost, flash_blocks, tail_elements, trace_residency
+from sim.cost.cpu import (
+    Residency,
+    cpu_op_cost,
+    flash_blocks,
+    gemm_coefficients,
+    tail_elements,
+    trace_residency,
+)
 from sim.trace import Op, TensorMeta
 from tests.cpu_fixtures import MIB, TOY_CAL, gemm_op, stream_op
 
@@ -53,6 +60,21 @@ def test_flash_blocks_skip_whole_key_blocks_past_the_diagonal():
     assert blocks == 4
     assert keys == 512 + 512 + 1000 + 1000
     assert pairs == 256 * 512 + 256 * 512 + 256 * 1000 + 232 * 1000
+
+
+def test_gemm_coefficients_follow_the_layout_of_b():
+    # a B stored k x n (Conv1D) has its own coefficients, else the aten op's, else the dtype's
+    kn_coef = dataclasses.replace(TOY_CAL.gemm["fp32"], overhead_s=9e-6)
+    addmm_coef = dataclasses.replace(TOY_CAL.gemm["fp32"], overhead_s=7e-6)
+    cal = dataclasses.replace(TOY_CAL, gemm={**TOY_CAL.gemm, "addmm_kn.fp32": kn_coef,
+                                             "addmm.fp32": addmm_coef})
+    op = dataclasses.replace(gemm_op(64, 128, 128), name="aten::addmm")
+    kn = dataclasses.replace(op, attrs={**op.attrs, "b_layout": "kn"})
+    nk = dataclasses.replace(op, attrs={**op.attrs, "b_layout": "nk"})
+    assert gemm_coefficients(cal, kn) is kn_coef
+    assert gemm_coefficients(cal, nk) is addmm_coef and gemm_coefficients(cal, op) is addmm_coef
+    assert gemm_coefficients(TOY_CAL, kn) is TOY_CAL.gemm["fp32"]
+    assert cpu_op_cost(kn, cal).t_calc_s == pytest.approx(cpu_op_cost(nk, cal).t_calc_s + 2e-6)
 
 
 def test_a_cold_gemm_call_pays_its_cold_call_cost_and_reads_b_from_main_memory():

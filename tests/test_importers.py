@@ -60,7 +60,8 @@ def test_profiler_records_the_level_a_capture_records(cpu_profile):
     ops = cpu_profile.ops
     assert [(op.name, op.category) for op in ops[:len(FORWARD)]] == FORWARD
     qkv, attention = ops[2], ops[7]
-    assert qkv.attrs == {"b": 1, "m": 16, "n": 48, "k": 16} and qkv.flops == 2 * 16 * 48 * 16
+    assert qkv.attrs == {"b": 1, "m": 16, "n": 48, "k": 16, "b_layout": "nk"}
+    assert qkv.flops == 2 * 16 * 48 * 16
     # causal, s = 8: 36 (query, key) pairs per head; 4 b h_q pairs d FLOP
     assert attention.attrs["causal"] and attention.flops == 4 * 2 * 2 * 36 * 8
     assert [t.shape for t in attention.outputs] == [(2, 2, 8, 8), (2, 2, 8)]  # inferred outputs
@@ -274,8 +275,8 @@ def test_pricer_costs_a_recorded_gemm_and_falls_back_on_shapes():
     mm = pricer.price("aten::mm", (RecordedArg(TENSOR, "c10::BFloat16", (4, 16)),
                                    RecordedArg(TENSOR, "c10::BFloat16", (16, 8))))
     assert (mm.category, mm.flops, mm.attrs, mm.how) == ("gemm", 2 * 4 * 8 * 16,
-                                                         {"b": 1, "m": 4, "n": 8, "k": 16},
-                                                         "replayed")
+                                                         {"b": 1, "m": 4, "n": 8, "k": 16,
+                                                          "b_layout": "kn"}, "replayed")
     assert mm.outputs == (TensorMeta((4, 8), "bf16"),)
     custom = pricer.price("myns::fused", (RecordedArg(TENSOR, "float", (4, 16), (0, 1)),))
     assert (custom.category, custom.bytes_read, custom.how) == ("other", 16 * 4, "shapes")

@@ -39,7 +39,7 @@ from sim.cost.cpu import (
     attention_seconds,
     attention_terms,
     cpu_op_cost,
-    element_key,
+    gemm_key,
     gemm_seconds,
     gemm_terms,
 )
@@ -203,9 +203,10 @@ def _design(rows, cal: CpuCalibration, terms_of) -> _Design:
 
 def fit_gemm(points: Sequence[Point], cal: CpuCalibration, dtype: str,
              op_name: str | None = None) -> GemmCoefficients:
-    """Stage 3 for one dtype, or one aten op (``mm``) of it, starting from the dtype's fit."""
+    """Stage 3 for one dtype, or one GEMM key of it (``mm``, ``addmm_kn``:
+    :func:`sim.cost.cpu.gemm_key`), starting from the dtype's fit."""
     rows = [(p, op) for p in points for op in p.ops if op.category == "gemm"
-            and op.dtype == dtype and op_name in (None, element_key(op))]
+            and op.dtype == dtype and op_name in (None, gemm_key(op))]
     if not rows:
         return cal.gemm[dtype]
     design = _design(rows, cal, gemm_terms)
@@ -282,12 +283,12 @@ def fit_cpu(points: Sequence[Point], spec: HardwareSpec, threads: int) -> CpuCal
 
 
 def _per_op_gemm(points: Sequence[Point], cal: CpuCalibration) -> dict[str, GemmCoefficients]:
-    """Coefficients per (aten op, dtype) with at least :data:`MIN_OP_POINTS` fit points."""
+    """Coefficients per (GEMM key, dtype) with at least :data:`MIN_OP_POINTS` fit points."""
     counts: dict[tuple[str, str], int] = {}
     for p in points:
         for op in p.ops:
             if op.category == "gemm" and op.dtype in cal.gemm:
-                key = (element_key(op), op.dtype)
+                key = (gemm_key(op), op.dtype)
                 counts[key] = counts.get(key, 0) + 1
     return {f"{name}.{dtype}": fit_gemm(points, cal, dtype, name)
             for (name, dtype), n in sorted(counts.items()) if n >= MIN_OP_POINTS}

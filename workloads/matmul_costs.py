@@ -10,10 +10,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import torch
+
 from workloads.cost_base import OpCall, OpCost, generic, main_dtype, total_bytes
 
-__all__ = ["gemm", "convolution", "convolution_backward", "attention", "attention_backward",
-           "causal_pairs", "ATTENTION_BACKWARD_MATMULS"]
+__all__ = ["gemm", "b_stored_nk", "convolution", "convolution_backward", "attention",
+           "attention_backward", "causal_pairs", "ATTENTION_BACKWARD_MATMULS"]
 
 #: Matmuls of attention's backward per (query, key) pair: recompute S = q k^T, then dV = P^T dO,
 #: dP = dO v^T, dQ = dS k, dK = dS^T q: 3 with head dim d, 2 with d_v (Dao 2023,
@@ -35,9 +37,24 @@ def gemm(a_name: str, b_name: str, *, b_is_weight: bool = False) -> Callable[[Op
         out_numel = call.outputs[0].numel()
         batch = out_numel // (m * n) if m * n else 1
         attrs = {"b": batch, "m": m, "n": n, "k": k}
+        if b_is_weight or b_stored_nk(b):
+            attrs["b_layout"] = "nk"
+        elif b.dim() > 1:
+            attrs["b_layout"] = "kn"
         return generic("gemm", call, 2 * batch * m * n * k, main=a, attrs=attrs)
 
     return formula
+
+
+def b_stored_nk(b: torch.Tensor) -> bool:
+    """Whether GEMM operand B (k x n) is the transpose of a row-major n x k matrix, as
+    ``F.linear`` passes its weight (``weight.t()``); else it is stored k x n (GPT-2's
+    ``Conv1D``, ``x @ w``). CPU BLAS runs the two through different kernels: a matrix-vector
+    product over a weight streamed from main memory took 1.1-1.65x longer as n x k in fp32,
+    and 0.7-0.8x as long in bf16 (measured here 2026-11-29, docs/trace-format.md)."""
+    if b.dim() < 2 or b.shape[-1] == 1 or b.shape[-2] == 1:
+        return False
+    return b.stride(-2) == 1 and b.stride(-1) != 1
 
 
 def _conv_gemm(x_shape, w_shape, out_shape, transposed: bool) -> dict[str, int]:

@@ -39,13 +39,14 @@ written per operand, so that a small m, n or k each
 lowers the achieved rate; B (a layer's weight) also streams from the level that holds it, its
 reads reaching a fitted fraction of the level's streaming bandwidth. A matrix-vector product
 (m = 1: decoding one token) takes another library path (BLAS gemv): no packing, B streamed
-once. Each aten op (addmm, mm, bmm) and dtype has its own coefficients when calibrated
-(different library calls), else the dtype's. A GEMM whose code, library state and page
-translations were evicted since it last ran pays a fixed ``cold_call`` on top (measured here
-2026-11-29: after 64 MiB of unrelated reads, F.linear and bmm of 1-64 rows took +20-43 us in
-fp32 and +46-67 us in bf16, against 3-150 us warm; a call after another GEMM or a gelu paid
-nothing). Only micro-benchmark points have cold calls; fitted without the term, the cost went
-into the coefficients that price every warm call of a model's step.
+once. Each aten op (addmm, mm, bmm), layout of B (:func:`gemm_key`) and dtype has its own
+coefficients when calibrated (different library calls), else the dtype's. A GEMM whose code,
+library state and page translations were evicted since it last ran pays a fixed
+``cold_call`` on top (measured here 2026-11-29: after 64 MiB of unrelated reads, F.linear and
+bmm of 1-64 rows took +20-43 us in fp32 and +46-67 us in bf16, against 3-150 us warm; a call
+after another GEMM or a gelu paid nothing). Only micro-benchmark points have cold calls;
+fitted without the term, the cost went into the coefficients that price every warm call of a
+model's step.
 Attention: PyTorch's CPU kernel (aten/src/ATen/native/cpu/FlashAttentionKernel.cpp,
 ``flash_attention_kernel_impl``) splits queries into blocks of 32 / 64 / 256 rows (s_q < 192 /
 < 768 / larger) and keys into blocks of 512; a causal mask skips only whole key blocks past the
@@ -107,13 +108,16 @@ from sim.units import DTYPE_BYTES
 __all__ = ["Residency", "trace_residency", "cpu_op_cost", "level_index", "gemm_terms",
            "attention_terms", "stream_terms", "gemm_seconds", "attention_seconds",
            "stream_seconds", "element_key", "flash_blocks", "element_time", "op_floor",
-           "gemm_coefficients", "host_calls",
-           "STREAM_CATEGORIES", "STRIDED_SUFFIX", "CACHE_LINE_BYTES"]
+           "gemm_coefficients", "gemm_key", "host_calls",
+           "STREAM_CATEGORIES", "STRIDED_SUFFIX", "KN_SUFFIX", "CACHE_LINE_BYTES"]
 
 STREAM_CATEGORIES = ("elementwise", "reduction", "norm", "copy", "embedding", "other")
 #: Key suffix of a strided (transposing) copy's floor and element time: another loop than the
 #: contiguous copy of the same op (``clone_strided`` beside ``clone``).
 STRIDED_SUFFIX = "_strided"
+#: Key suffix of the coefficients of a GEMM whose B is stored k x n (:func:`gemm_key`): BLAS
+#: runs it through another kernel than F.linear's n x k weight.
+KN_SUFFIX = "_kn"
 #: Bytes of a cache line (x86, and the Zen 5 of this project's CPU spec: 64 B).
 CACHE_LINE_BYTES = 64
 _Q_BLOCKS = ((768, 256), (192, 64), (0, 32))  # (s_q at least, query block rows)
@@ -354,9 +358,19 @@ def host_calls(op: Op) -> float:
     return float(op.attrs.get("host_calls", 1))
 
 
+def gemm_key(op: Op) -> str:
+    """Coefficient key of a GEMM: its aten op (``addmm``), with :data:`KN_SUFFIX` when its B
+    operand is stored k x n (``attrs.b_layout``: GPT-2's ``Conv1D``, ``x @ w``) rather than
+    n x k (``F.linear``'s weight, and a trace that does not say)."""
+    return element_key(op) + (KN_SUFFIX if op.attrs.get("b_layout") == "kn" else "")
+
+
 def gemm_coefficients(cal: CpuCalibration, op: Op):
-    """The GEMM coefficients of ``op``: its aten op's (``mm.fp32``), else its dtype's."""
-    return cal.gemm.get(f"{element_key(op)}.{op.dtype}", cal.gemm.get(op.dtype))
+    """The GEMM coefficients of ``op``: its aten op and layout's (``addmm_kn.fp32``), else its
+    aten op's (``addmm.fp32``), else its dtype's."""
+    gemm = cal.gemm
+    return gemm.get(f"{gemm_key(op)}.{op.dtype}", gemm.get(f"{element_key(op)}.{op.dtype}",
+                                                             gemm.get(op.dtype)))
 
 
 def element_time(cal: CpuCalibration, key: str, dtype: str, *, table=None) -> float:

@@ -77,6 +77,25 @@ def linear_cases(rng, count: int, dtype: str, *, bias: bool, cold: bool = False)
     return cases
 
 
+def conv1d_cases(rng, count: int, dtype: str, *, cold: bool = False) -> list[Case]:
+    """GPT-2's ``Conv1D`` on a (1, m, k) input: addmm with its weight stored k x n (``x @ w``;
+    F.linear's weight is n x k, a different BLAS kernel), then a view."""
+    cases = []
+    for _ in range(count):
+        m, n, k = _gemm_shape(rng, m_high=64 if cold else 2048, p_vector=0.4 if cold else 0.2)
+
+        def make(gen, m=m, n=n, k=k):
+            return {"x": _randn(gen, (1, m, k), dtype), "w": _randn(gen, (k, n), dtype) * k**-0.5,
+                    "b": _randn(gen, (n,), dtype)}
+
+        def run(x, w, b):
+            return torch.addmm(b, x.view(-1, x.shape[-1]), w).view(*x.shape[:-1], w.shape[-1])
+
+        cases.append(Case("conv1d", "gemm", dtype, {"m": m, "n": n, "k": k}, make, run,
+                          weights=("w",), cold=cold))
+    return cases
+
+
 def bmm_cases(rng, count: int, dtype: str) -> list[Case]:
     cases = []
     for _ in range(count):
@@ -229,6 +248,10 @@ FAMILIES: dict[str, tuple[Callable, int, tuple[str, ...]]] = {
               24, ("fp32", "bf16") if name in ("add", "mul", "gelu", "silu", "softmax",
                                                 "layer_norm", "rms_norm", "cat") else ("fp32",))
        for name, spec in VECTOR_FAMILIES.items()},
+    # last, so that adding them (2026-11-29) left every earlier family's draws as they were
+    "conv1d": (lambda rng, n, dt: conv1d_cases(rng, n, dt), 30, ("fp32", "bf16")),
+    "conv1d_cold": (lambda rng, n, dt: conv1d_cases(rng, n, dt, cold=True), 20,
+                    ("fp32", "bf16")),
 }
 
 
