@@ -154,3 +154,13 @@ def test_stream_fit_keeps_the_lowest_loss_of_its_starts(monkeypatch):
     assert seen == list(ELEMENT_STARTS)
     best = ELEMENT_STARTS.index(1e-10) + 1
     assert fitted.levels[0].bandwidth_bytes_per_s == pytest.approx(1e9 * (1 + best))
+
+def test_a_per_dtype_time_that_binds_nowhere_is_kept_as_zero():
+    # dropped, embedding.bf16 would fall back on the fp32 key's row time at prediction
+    from validation.cpu_fit_stream import _binding
+
+    keys = ["embedding", "embedding.bf16", "gelu"]
+    values = np.array([5e-9, 4e-9, 1e-9])
+    key_of = np.array([0, 1, 2])
+    binds = np.array([True, False, False])
+    assert _binding(keys, values, key_of, binds) == {"embedding": 5e-9, "embedding.bf16": 0.0}
