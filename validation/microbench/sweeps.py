@@ -252,6 +252,9 @@ FAMILIES: dict[str, tuple[Callable, int, tuple[str, ...]]] = {
     "conv1d": (lambda rng, n, dt: conv1d_cases(rng, n, dt), 30, ("fp32", "bf16")),
     "conv1d_cold": (lambda rng, n, dt: conv1d_cases(rng, n, dt, cold=True), 20,
                     ("fp32", "bf16")),
+    # an LM head tied to the embeddings (F.linear without bias: mm) over weights from DRAM
+    "linear_nobias_cold": (lambda rng, n, dt: linear_cases(rng, n, dt, bias=False, cold=True),
+                           20, ("fp32", "bf16")),
 }
 
 
