@@ -60,8 +60,8 @@ head of a grouped-query group) finds them in the level that holds one head's K a
 is also bounded by Little's law: the kernel keeps ``kv_lines_in_flight`` cache lines in flight,
 so it reads a level no faster than lines x 64 B / the level's load latency (the spec's). From
 main memory that binds (measured here 2026-11-29, fp32 decode over 1.5-18 MiB of cold K and V:
-13-17 GB/s, against 40 GB/s of streaming; from the L3, 42-59 GB/s): the calibration fits 45-49
-lines for fp32, 72-75 for bf16, on two days' measurements. Chosen over a fitted fraction of the
+13-17 GB/s, against 40 GB/s of streaming; from the L3, 42-59 GB/s): the calibrations of that
+day fitted 41-49 lines for fp32, 50-75 for bf16. Chosen over a fitted fraction of the
 bandwidth (the same fit-split p90, but a fraction also slows the caches, where the measured
 reads run at full speed).
 Streaming: bytes flow from the level holding the working set unless the per-element work
