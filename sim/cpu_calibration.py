@@ -248,17 +248,17 @@ def _per_dtype(r: Reader, keys: Mapping[str, str], record: type) -> dict:
         d = r.section(dtype)
         values = {}
         for key, name in keys.items():
-            if key in _OPTIONAL_KEYS:
-                value = (d.quantity(key, Dimension.COUNT, high=_MAX_LINES, required=False)
-                         if key == "kv_lines_in_flight" else _time(d, key, required=False))
-                if value is not None:
-                    values[name] = value
-            elif key == "rate":
-                values[name] = d.quantity(key, Dimension.FLOP_RATE, high=_MAX_RATE)
+            required = key not in _OPTIONAL_KEYS
+            if key == "rate":
+                value = d.quantity(key, Dimension.FLOP_RATE, high=_MAX_RATE)
             elif name.endswith("_fraction"):
-                values[name] = d.quantity(key, Dimension.RATIO, high=1.0)
+                value = d.quantity(key, Dimension.RATIO, high=1.0)
+            elif name.endswith("_in_flight"):
+                value = d.quantity(key, Dimension.COUNT, high=_MAX_LINES, required=required)
             else:
-                values[name] = _time(d, key)
+                value = _time(d, key, required=required)
+            if value is not None:  # an absent optional key: the record's default
+                values[name] = value
         d.finish()
         out[str(dtype)] = record(**values)
     r.finish()

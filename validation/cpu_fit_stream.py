@@ -64,9 +64,8 @@ def _element_param(key: str, dtype: str) -> str:
 def _arrays(points, cal: CpuCalibration) -> dict:
     """Per streaming op and call of a point (warm, cold: ``Point.calls``): its point, share of
     the point's calls, terms and parameter indices (views add dispatch only)."""
-    rows, point_of, shares, views = [], [], [], np.zeros(len(points))
+    rows, point_of, shares = [], [], []
     for i, p in enumerate(points):
-        views[i] = sum(op.category == "view" for op in p.ops)
         for share, residency in p.calls():
             for op in p.ops:
                 if op.category != "view":
@@ -79,7 +78,7 @@ def _arrays(points, cal: CpuCalibration) -> dict:
     categories = sorted({r["category"] for r in rows})
     key_category = {_element_param(r["key"], r["dtype"]): r["category"] for r in rows}
     return {
-        "point": np.array(point_of), "share": np.array(shares), "views": views, "keys": keys,
+        "point": np.array(point_of), "share": np.array(shares), "keys": keys,
         "categories": categories,
         "level": np.array([r["level"] for r in rows]),
         "bytes": np.array([r["bytes"] for r in rows], dtype=float),
@@ -135,7 +134,7 @@ def _fit_from(points, cal: CpuCalibration, fit_lsq, a: dict,
               element_start: float) -> tuple[float, np.ndarray]:
     """(robust loss, parameters) of one solve started with element times ``element_start``."""
     measured = np.array([p.measured_s for p in points])
-    n_ops = a["views"] + np.array([sum(op.category != "view" for op in p.ops) for p in points])
+    n_ops = np.array([len(p.ops) for p in points])  # each pays dispatch once per call
     n_levels = len(cal.levels)
     n_keys, n_rows, n_tails = len(a["keys"]), len(a["row_keys"]), len(a["tail_keys"])
     # (start, low, high) of the gather fraction; no parameter when no op gathers
