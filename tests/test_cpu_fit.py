@@ -15,6 +15,7 @@ from sim.trace import Op
 from tests.cpu_fixtures import MIB, TOY_CAL, gemm_op, stream_op
 from validation.cpu_fit import (
     COLD,
+    EVICTED,
     Point,
     _least_squares,
     fit_attention,
@@ -53,6 +54,24 @@ def test_points_run_cold_once_per_sample_block():
                           "weight_reuse_bytes": 192.0, "ops": ops, "block": [4, 1]})
     assert [p.cold_share for p in load_points(table)] == [0.25, 1.0]
     assert load_points(table.drop(columns="block"))[0].cold_share == 0.0  # no record: warm
+
+
+def test_a_block_reads_each_rotated_set_the_round_evicted_once():
+    # 4 calls per block over 2 buffer sets: the 1st cold, the 2nd on an evicted set, 2 warm;
+    # 8 calls over a pool of 64 cold weight copies: 1 cold, 7 with weights from main memory
+    ops = json.dumps([_op_dict(stream_op("add", (4, 4), inputs=2))])
+    table = pd.DataFrame({"key": ["rotated", "cold", "one set"], "category": "elementwise",
+                          "split": "fit", "measured_s": 1e-6, "reuse_bytes": 192.0,
+                          "weight_reuse_bytes": [384.0, 64 * 192.0, 192.0], "ops": ops,
+                          "block": [4, 8, 4], "copies": [2, 64, 1],
+                          "cold": [False, True, False]})
+    rotated, cold, one = load_points(table)
+    assert rotated.calls() == ((0.5, rotated.residency), (0.25, EVICTED), (0.25, COLD))
+    weights_evicted = Residency(reuse_bytes=192.0, weight_reuse_bytes=float("inf"))
+    assert cold.calls() == ((0.875, weights_evicted), (0.125, COLD))
+    assert one.calls() == ((0.75, one.residency), (0.25, COLD))
+    without = load_points(table.drop(columns=["copies", "cold"]))  # an older table: one set
+    assert [p.evicted_share for p in without] == [0.0, 0.0, 0.0]
 
 
 def test_dispatch_is_the_geometric_mean_of_view_points():

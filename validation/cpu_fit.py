@@ -17,10 +17,11 @@ values (:data:`START`), so a re-fit never depends on an earlier fit:
 
 A point is predicted as the sum of its ops' t_pre + t_calc over its timed calls (:class:`Point`):
 the first call of each sample block runs cold (the timer interleaves the points, so every other
-point ran since: :data:`COLD`), the others with the point's residency (the reuse distance of its
-rotated buffers). 404 of the 1447 points of a full sweep take longer than a sample block (0.2 ms)
-and so ran cold every time: priced warm, their time went into the fitted element times and
-bandwidths. ``CpuCalibration.framework_s`` is not fitted here.
+point ran since: :data:`COLD`), each further first touch of a rotated buffer set in the block
+reads it from main memory (:data:`EVICTED`), the others run with the point's residency (the
+reuse distance of its rotated buffers). 404 of the 1447 points of a full sweep take longer than
+a sample block (0.2 ms) and so ran cold every time: priced warm, their time went into the
+fitted element times and bandwidths. ``CpuCalibration.framework_s`` is not fitted here.
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ from sim.trace import Op
 from validation.cpu_fit_stream import FIT_LOSS_SCALE, fit_stream, robust_loss
 from validation.microbench.suite import points_to_ops
 
-__all__ = ["Point", "COLD", "load_points", "start_calibration", "fit_cpu", "predict_points",
-           "FIT_LOSS_SCALE", "MMAP_THRESHOLD_BYTES"]
+__all__ = ["Point", "COLD", "EVICTED", "load_points", "start_calibration", "fit_cpu",
+           "predict_points", "FIT_LOSS_SCALE", "MMAP_THRESHOLD_BYTES"]
 
 MIN_OP_POINTS = 12  # a GEMM op gets its own coefficients from this many fit points
 #: Starts of the attention fit's cache lines in flight, the lowest robust loss kept. The max()
@@ -75,13 +76,25 @@ _MIB = 2**20
 COLD = Residency(math.inf, math.inf, cold=True)
 
 
+#: Where a block's first touch of a rotated buffer set finds it when the call is not the
+#: block's first: the rest of the round evicted the set, the code and library state are warm.
+EVICTED = Residency(math.inf, math.inf)
+
+
 @dataclass(frozen=True)
 class Point:
     """One benchmark point: its ops, residency and measured time (s).
 
-    ``cold_share`` is the share of its timed calls that ran cold (:data:`COLD`): the first call
-    of each sample block, 1 / ``block`` of them; the others find the point's own data where its
-    ``residency`` (the reuse distance of its rotated buffers) puts it."""
+    A sample block of ``block`` calls cycles over ``copies`` buffer sets (the rotation of
+    ``validation.microbench.cases``), and every other point of the round ran since its last
+    block. So the block's first call runs cold (:data:`COLD`), ``cold_share`` = 1 / block of
+    the calls; each further call up to the copies-th touches a set the round evicted
+    (``evicted``: main memory for what rotates, warm for a cold case's shared activations),
+    ``evicted_share`` = (min(block, copies) - 1) / block; the rest find their set where the
+    ``residency`` (the reuse distance of the rotation) puts it. A pool of cold weights longer
+    than the block is never re-used within it: all of its calls read main memory (measured
+    here 2026-11-29: a 174 x 148 fp32 gemv cycling 64 weight copies, 6.7 MB, took 3.4 us in a
+    loop and 8-9 us timed in blocks of 45-48 calls)."""
 
     key: str
     kind: str  # the category it is reported under
@@ -90,23 +103,45 @@ class Point:
     residency: Residency
     measured_s: float
     cold_share: float = 0.0
+    evicted_share: float = 0.0
+    evicted: Residency = EVICTED
 
     def calls(self) -> tuple[tuple[float, Residency], ...]:
-        """(share of the timed calls, residency) of the warm and the cold calls."""
-        return tuple((w, r) for w, r in ((1.0 - self.cold_share, self.residency),
-                                         (self.cold_share, COLD)) if w > 0)
+        """(share of the timed calls, residency) of the warm, evicted and cold calls."""
+        warm = max(1.0 - self.cold_share - self.evicted_share, 0.0)
+        return tuple((w, r) for w, r in ((warm, self.residency),
+                                         (self.evicted_share, self.evicted),
+                                         (self.cold_share, COLD)) if w > _NO_SHARE)
+
+
+_NO_SHARE = 1e-12
 
 
 def load_points(table: pd.DataFrame) -> list[Point]:
     """Points of a suite table (see ``validation.microbench.suite``); a table without the
-    ``block`` column (no record of how samples were timed) has no cold calls."""
-    blocks = table["block"] if "block" in table else pd.Series(np.inf, index=table.index)
-    return [Point(key=row.key, kind=row.category, split=row.split, ops=ops,
-                  measured_s=float(row.measured_s),
-                  residency=Residency(float(row.reuse_bytes), float(row.weight_reuse_bytes)),
-                  cold_share=1.0 / max(float(block), 1.0))
-            for row, ops, block in zip(table.itertuples(), points_to_ops(table), blocks,
-                                       strict=True)]
+    ``block`` column (no record of how samples were timed) has no cold or evicted calls, one
+    without ``copies`` or ``cold`` one buffer set that rotates whole."""
+    def column(name: str, default) -> pd.Series:
+        return table[name] if name in table else pd.Series(default, index=table.index)
+
+    points = []
+    for row, ops, block, copies, weights_only in zip(
+            table.itertuples(), points_to_ops(table), column("block", np.inf),
+            column("copies", 1), column("cold", False), strict=True):
+        block = max(float(block), 1.0)
+        residency = Residency(float(row.reuse_bytes), float(row.weight_reuse_bytes))
+        points.append(Point(
+            key=row.key, kind=row.category, split=row.split, ops=ops,
+            measured_s=float(row.measured_s), residency=residency, cold_share=1.0 / block,
+            evicted_share=(min(block, float(copies)) - 1.0) / block,
+            evicted=(Residency(residency.reuse_bytes, math.inf) if _true(weights_only)
+                     else EVICTED)))
+    return points
+
+
+def _true(value) -> bool:
+    """A CSV cell's truth (``True``, ``true``, 1)."""
+    return str(value).strip().lower() in ("true", "1")
 
 
 def start_calibration(spec: HardwareSpec, threads: int) -> CpuCalibration:
