@@ -130,6 +130,23 @@ def test_row_wise_ops_pay_per_row_and_strided_copies_pay_bandwidth():
         5e-6 + 2 * 2**20 / (100e9 * 0.25))  # no copy floor: falls back on "other"
 
 
+def test_an_embedding_reads_its_distinct_rows_at_the_gather_fraction():
+    # 8 indices into 4 rows of 4 KiB: 4 (1 - (3/4)^8) = 3.6 distinct rows read at random
+    # offsets (at half the bandwidth); the repeats hit cache; output and indices stream
+    row = 1024 * 4
+    op = Op(id=0, name="aten::embedding", category="embedding", dtype="fp32",
+            bytes_read=8 * row + 64, bytes_written=8 * row,
+            inputs=(TensorMeta((4, 1024), "fp32"), TensorMeta((1, 8), "int64")),
+            outputs=(TensorMeta((1, 8, 1024), "fp32"),),
+            attrs={"num_indices": 8, "vocab": 4, "d": 1024})
+    distinct = 4 * (1 - 0.75**8)
+    streamed = 8 * row + 64 + distinct * row / 0.5  # 64 KiB in all: the llc's, 100 GB/s
+    cal = dataclasses.replace(TOY_CAL, gather_fraction=0.5)
+    assert cpu_op_cost(op, cal).t_calc_s == pytest.approx(5e-6 + streamed / 100e9)
+    backward = dataclasses.replace(op, attrs={**op.attrs, "backward": True})  # a scatter-add
+    assert cpu_op_cost(backward, cal).t_calc_s == pytest.approx(5e-6 + op.bytes_total / 100e9)
+
+
 def test_strided_copies_have_their_own_floor_and_element_time():
     # a transposing clone runs another loop than a contiguous one: key clone_strided
     cal = dataclasses.replace(TOY_CAL, op_floor_s={"clone": 1e-6, "clone_strided": 3e-6},

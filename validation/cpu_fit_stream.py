@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from sim.cost.cpu import STREAM_CATEGORIES, stream_seconds, stream_terms
+from sim.cost.cpu import STREAM_CATEGORIES, memory_bytes, stream_seconds, stream_terms
 from sim.cpu_calibration import CpuCalibration
 
 __all__ = ["fit_stream", "stream_points", "robust_loss", "EFFECTIVE_LLC_BYTES", "ELEMENT_STARTS",
@@ -88,7 +88,7 @@ def _arrays(points, cal: CpuCalibration) -> dict:
         "tail_key": np.array([tail_keys.index(k) if k in tail_keys else len(tail_keys)
                               for k in (_element_param(r["key"], r["dtype"]) for r in rows)]),
         "strided": np.array([r["strided"] for r in rows], dtype=bool),
-        "gather": np.array([r["gather"] for r in rows], dtype=bool),
+        "gather": np.array([r["gather_bytes"] for r in rows], dtype=float),
         "fault": np.array([r["fault_bytes"] for r in rows], dtype=float),
         "key": np.array([keys.index(_element_param(r["key"], r["dtype"])) for r in rows]),
         "key_category": [key_category[k] for k in keys], "row_keys": row_keys,
@@ -110,13 +110,13 @@ def _unpack(x: np.ndarray, a: dict, n_levels: int) -> dict:
 
 
 def _bandwidth(v: dict, a: dict) -> np.ndarray:
-    return (v["bw"][a["level"]] * np.where(a["strided"], v["strided"], 1.0)
-            * np.where(a["gather"], v["gather"], 1.0))
+    return v["bw"][a["level"]] * np.where(a["strided"], v["strided"], 1.0)
 
 
 def _op_seconds(v: dict, a: dict) -> np.ndarray:
     bandwidth = _bandwidth(v, a)
-    return stream_seconds(v["floor"][a["key"]], a["bytes"], bandwidth, a["elements"],
+    nbytes = memory_bytes(a["bytes"], a["gather"], v["gather"])
+    return stream_seconds(v["floor"][a["key"]], nbytes, bandwidth, a["elements"],
                           v["element"][a["key"]], a["rows"], v["row"][a["row_key"]],
                           a["fault"], v["fault"], a["tail"], v["tail"][a["tail_key"]])
 
@@ -172,7 +172,8 @@ def _calibration(cal: CpuCalibration, v: dict, a: dict) -> CpuCalibration:
     (:func:`_binding`), and the gather fraction stays ``cal``'s when no op gathers."""
     bandwidth = _bandwidth(v, a)
     binds = (a["elements"] * v["element"][a["key"]] + a["rows"] * v["row"][a["row_key"]]
-             + a["tail"] * v["tail"][a["tail_key"]] > a["bytes"] / bandwidth)
+             + a["tail"] * v["tail"][a["tail_key"]]
+             > memory_bytes(a["bytes"], a["gather"], v["gather"]) / bandwidth)
     elements = _binding(a["keys"], v["element"], a["key"], binds)
     rows = _binding(a["row_keys"], v["row"], a["row_key"], binds)
     tails = _binding(a["tail_keys"], v["tail"], a["tail_key"], binds)

@@ -25,7 +25,8 @@ order, t_post = 0. With the coefficients of the spec's ``cpu_calibration``
              x 64 B)), lines = kv_lines_in_flight
       s_q = 1: overhead + decode_head (b h_q) + pair P + decode_kv_element E + the same reads
     streaming (elementwise, reduction, norm, copy, embedding, other)
-             floor[op] + max(bytes / bw(level) [/ strided_fraction] [/ gather_fraction],
+             floor[op] + max((bytes [+ gathered (1 / gather_fraction - 1)]) / bw(level)
+                             [/ strided_fraction],
                              elements x element_time[op] + rows x row_time[op]
                              + tail x tail_time[op])
 
@@ -75,10 +76,14 @@ so a row of 64 fp32 elements runs 2-4x faster than one of 88 (measured: amax 9 v
 row). A
 strided (transposing) copy reaches ``strided_fraction`` of the bandwidth and has its own floor
 and element time (key ``clone_strided``: a loop of strided element loads, not the contiguous
-copy's memcpy, so one element time cannot serve both), an embedding's row
-gather ``gather_fraction`` (rows at random offsets of the table: a cache and TLB miss per row,
-which the hardware prefetcher does not hide across rows; measured here 2026-11-29, gathers of
-2-13 MiB ran 2-3x slower than a stream of their bytes from the same level); each op
+copy's memcpy, so one element time cannot serve both), an embedding reads the distinct
+table rows it gathers at ``gather_fraction`` (rows at random offsets of the table: a cache and
+TLB miss per row, which the hardware prefetcher does not hide across rows; measured here
+2026-11-29, gathers of 2-13 MiB ran 2-3x slower than a stream of their bytes from the same
+level) while its output and indices stream, and a repeated index finds its row in cache (n
+uniform indices into V rows touch V (1 - (1 - 1/V)^n) distinct rows; chosen 2026-11-29 over
+the fraction on all of the op's bytes on the fit split of four calibrations, whose embedding
+fit-split p90 it lowered from 18-29 % to 16-23 %); each op
 has a fixed floor (dispatch past t_pre, output allocation, loop set-up), by op name, else by
 category.
 Page faults: glibc malloc serves blocks of at least M_MMAP_THRESHOLD by mmap (dynamic, at most
@@ -108,7 +113,7 @@ from sim.units import DTYPE_BYTES
 __all__ = ["Residency", "trace_residency", "cpu_op_cost", "level_index", "gemm_terms",
            "attention_terms", "stream_terms", "gemm_seconds", "attention_seconds",
            "stream_seconds", "element_key", "flash_blocks", "element_time", "op_floor",
-           "gemm_coefficients", "gemm_key", "host_calls",
+           "gemm_coefficients", "gemm_key", "host_calls", "memory_bytes",
            "STREAM_CATEGORIES", "STRIDED_SUFFIX", "KN_SUFFIX", "CACHE_LINE_BYTES"]
 
 STREAM_CATEGORIES = ("elementwise", "reduction", "norm", "copy", "embedding", "other")
@@ -229,12 +234,53 @@ def stream_terms(op: Op, cal: CpuCalibration, residency: Residency) -> dict:
     strided = op.attrs.get("contiguous") is False
     return {"category": op.category if op.category in STREAM_CATEGORIES else "other",
             "key": element_key(op) + (STRIDED_SUFFIX if strided else ""), "dtype": op.dtype,
-            "bytes": op.bytes_total,
+            "bytes": op.bytes_total - repeated_row_bytes(op),
             "elements": float(max((t.numel for t in tensors), default=0)),
             "rows": _rows(op), "tail": tail_elements(op, cal.vector_bytes),
-            "strided": strided, "gather": op.category == "embedding",
+            "strided": strided, "gather_bytes": gathered_row_bytes(op),
             "level": level_index(cal, reuse),
             "fault_bytes": _fault_bytes(op, cal)}
+
+
+def _gather(op: Op) -> tuple[float, float, float] | None:
+    """(indices n, table rows V, bytes per row) of an embedding's forward gather, else None."""
+    a = op.attrs
+    if op.category != "embedding" or a.get("backward") or not {"vocab", "d"} <= a.keys():
+        return None
+    n, vocab = float(a.get("num_indices", 0)), float(a["vocab"])
+    return (n, vocab, float(a["d"]) * DTYPE_BYTES.get(op.dtype, 4)) if n >= 1 <= vocab else None
+
+
+def _distinct_rows(n: float, vocab: float) -> float:
+    """Expected distinct rows among n indices drawn uniformly from ``vocab`` rows:
+    V (1 - (1 - 1/V)^n)."""
+    return vocab * -math.expm1(n * math.log1p(-1.0 / vocab)) if vocab > 1 else 1.0
+
+
+def repeated_row_bytes(op: Op) -> float:
+    """Bytes of an embedding's gathered rows that repeat a row it already gathered (0 for other
+    ops): a repeat finds its row in cache (:func:`_distinct_rows`)."""
+    gather = _gather(op)
+    if gather is None:
+        return 0.0
+    n, vocab, row_bytes = gather
+    return (n - _distinct_rows(n, vocab)) * row_bytes
+
+
+def gathered_row_bytes(op: Op) -> float:
+    """Bytes of the distinct table rows an embedding reads at random offsets (0 for other ops);
+    its output and indices stream."""
+    gather = _gather(op)
+    if gather is None:
+        return 0.0
+    n, vocab, row_bytes = gather
+    return _distinct_rows(n, vocab) * row_bytes
+
+
+def memory_bytes(nbytes, gather_bytes, gather_fraction):
+    """Bytes that stream from a level in as long as an op's traffic takes: its gathered rows
+    count 1 / ``gather_fraction`` times (numpy-broadcasting)."""
+    return nbytes + gather_bytes * (1.0 / gather_fraction - 1.0)
 
 
 #: Row reductions PyTorch runs through Reduce.h's vectorized_inner_reduction: chunks of 4 vectors.
@@ -302,7 +348,7 @@ def attention_seconds(coef, terms, fault_bytes_per_s):
 def stream_seconds(floor_s, nbytes, bandwidth, elements, element_s, rows, row_s, fault_bytes,
                    fault_bytes_per_s, tail=0.0, tail_s=0.0):
     """Streaming t_calc (s), numpy-broadcasting; ``bandwidth`` already scaled by the strided
-    and gather fractions."""
+    fraction, ``nbytes`` by the gather fraction (:func:`memory_bytes`)."""
     work = elements * element_s + rows * row_s + tail * tail_s
     return floor_s + np.maximum(nbytes / bandwidth, work) + fault_bytes / fault_bytes_per_s
 
@@ -336,16 +382,16 @@ def _bandwidth(cal: CpuCalibration, level: int) -> float:
 
 def _stream(cal: CpuCalibration, terms: dict) -> tuple[float, str]:
     bandwidth = (_bandwidth(cal, terms["level"])
-                 * (cal.strided_fraction if terms["strided"] else 1.0)
-                 * (cal.gather_fraction if terms["gather"] else 1.0))
+                 * (cal.strided_fraction if terms["strided"] else 1.0))
+    nbytes = memory_bytes(terms["bytes"], terms["gather_bytes"], cal.gather_fraction)
     per_element = element_time(cal, terms["key"], terms["dtype"])
     per_row = element_time(cal, terms["key"], terms["dtype"], table=cal.row_s)
     per_tail = element_time(cal, terms["key"], terms["dtype"], table=cal.tail_s)
     floor = op_floor(cal, terms["key"], terms["dtype"], terms["category"])
-    t = stream_seconds(floor, terms["bytes"], bandwidth, terms["elements"], per_element,
+    t = stream_seconds(floor, nbytes, bandwidth, terms["elements"], per_element,
                        terms["rows"], per_row, terms["fault_bytes"], cal.fault_bytes_per_s,
                        terms["tail"], per_tail)
-    memory_s = terms["bytes"] / bandwidth
+    memory_s = nbytes / bandwidth
     compute_s = (terms["elements"] * per_element + terms["rows"] * per_row
                  + terms["tail"] * per_tail)
     bound = "latency" if floor > max(memory_s, compute_s) else (
