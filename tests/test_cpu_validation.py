@@ -44,11 +44,19 @@ def test_committed_spec_predicts_fresh_heldout_kernels():
 
 @pytest.mark.slow
 def test_quick_calibrate_and_validate_end_to_end(tmp_path):
+    from sim.spec_library import load_spec
     from validation import calibrate_cpu, validate_cpu, write_cpu_report
+    from validation.cpu_calibrate import refit_cpu
 
     spec_path = calibrate_cpu(threads=1, quick=True, out_path=tmp_path / "cpu.yaml",
                               progress=False)
     assert spec_path.is_file() and spec_path.with_suffix(".csv.gz").is_file()
+    # the written measurements re-fit to the same spec (the CSV keeps every digit)
+    refit = refit_cpu(spec_path.with_suffix(".csv.gz"), threads=1,
+                      out_path=tmp_path / "refit.yaml", progress=False)
+    fitted, again = (load_spec(str(p)).cpu_calibration for p in (spec_path, refit))
+    assert again.gemm == fitted.gemm and again.levels == fitted.levels
+    assert again.element_s == fitted.element_s and again.attention == fitted.attention
     results = validate_cpu(spec_path, quick=True, threads=1, progress=False)
     json.dumps(results)  # JSON-able
     assert results["schema"] == "tksim.cpu_validation/1"
