@@ -147,6 +147,19 @@ def test_an_embedding_reads_its_distinct_rows_at_the_gather_fraction():
     assert cpu_op_cost(backward, cal).t_calc_s == pytest.approx(5e-6 + op.bytes_total / 100e9)
 
 
+def test_a_strided_copy_pays_per_output_row():
+    # a (4096, 4) -> (4, 4096) transpose is 4 long output rows, (4, 4096) -> (4096, 4) is 4096
+    # short ones: each row is an inner loop of strided loads
+    cal = dataclasses.replace(TOY_CAL, op_floor_s={"clone_strided": 1e-6},
+                              element_s={"clone_strided": 1e-9}, row_s={"clone_strided": 5e-9})
+    for rows, cols in ((4, 4096), (4096, 4)):
+        out = TensorMeta((rows, cols), "fp32")
+        op = Op(id=0, name="aten::clone", category="copy", dtype="fp32", bytes_read=65536.0,
+                bytes_written=65536.0, inputs=(TensorMeta((cols, rows), "fp32"),),
+                outputs=(out,), attrs={"contiguous": False})
+        assert cpu_op_cost(op, cal).t_calc_s == pytest.approx(1e-6 + 16384e-9 + rows * 5e-9)
+
+
 def test_strided_copies_have_their_own_floor_and_element_time():
     # a transposing clone runs another loop than a contiguous one: key clone_strided
     cal = dataclasses.replace(TOY_CAL, op_floor_s={"clone": 1e-6, "clone_strided": 3e-6},

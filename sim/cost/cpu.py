@@ -74,18 +74,19 @@ inner reductions (aten/src/ATen/native/cpu/Reduce.h, ``vectorized_inner_reductio
 chunks of 4 vectors and finish with ``basic_loop``, the other row kernels chunks of one vector,
 so a row of 64 fp32 elements runs 2-4x faster than one of 88 (measured: amax 9 vs 38 ns per
 row). A
-strided (transposing) copy reaches ``strided_fraction`` of the bandwidth and has its own floor
-and element time (key ``clone_strided``: a loop of strided element loads, not the contiguous
-copy's memcpy, so one element time cannot serve both), an embedding reads the distinct
-table rows it gathers at ``gather_fraction`` (rows at random offsets of the table: a cache and
-TLB miss per row, which the hardware prefetcher does not hide across rows; measured here
-2026-11-29, gathers of 2-13 MiB ran 2-3x slower than a stream of their bytes from the same
+strided (transposing) copy reaches ``strided_fraction`` of the bandwidth and has its own floor,
+element and row time (key ``clone_strided``: a loop of strided element loads, not the contiguous
+copy's memcpy, so one element time cannot serve both; an inner loop per output row: a
+transpose into 6848 rows of 3 took 36 us, one into 142 rows of 125, about as many elements,
+14 us; without the row term the fit gave the strided floor 15-18 us), an embedding reads the
+distinct table rows it gathers at ``gather_fraction`` (rows at random offsets of the table: a
+cache and TLB miss per row, which the hardware prefetcher does not hide across rows; measured
+here 2026-11-29, gathers of 2-13 MiB ran 2-3x slower than a stream of their bytes from the same
 level) while its output and indices stream, and a repeated index finds its row in cache (n
 uniform indices into V rows touch V (1 - (1 - 1/V)^n) distinct rows; chosen 2026-11-29 over
 the fraction on all of the op's bytes on the fit split of four calibrations, whose embedding
-fit-split p90 it lowered from 18-29 % to 16-23 %); each op
-has a fixed floor (dispatch past t_pre, output allocation, loop set-up), by op name, else by
-category.
+fit-split p90 it lowered from 18-29 % to 16-23 %); each op has a fixed floor (dispatch past
+t_pre, output allocation, loop set-up), by op name, else by category.
 Page faults: glibc malloc serves blocks of at least M_MMAP_THRESHOLD by mmap (dynamic, at most
 DEFAULT_MMAP_THRESHOLD_MAX = 32 MiB on 64-bit; mallopt(3)), so such an output is fresh memory
 whose pages fault on first touch at the fitted fault bandwidth.
@@ -307,9 +308,13 @@ def vector_lanes(vector_bytes: float, dtype: str) -> int:
 
 def _rows(op: Op) -> float:
     """Rows a row-wise op visits: an embedding's gathered rows; a reduction's or norm's rows of
-    its input's last dimension; 0 for elementwise ops and copies."""
+    its input's last dimension; a strided copy's output rows (each an inner loop over strided
+    loads); 0 for elementwise ops and contiguous copies."""
     if op.category == "embedding":
         return float(op.attrs.get("num_indices", 0))
+    if op.category == "copy" and op.attrs.get("contiguous") is False:
+        out = op.outputs[0] if op.outputs else None
+        return out.numel / out.shape[-1] if out is not None and out.shape and out.shape[-1] else 0.0
     first = op.inputs[0] if op.inputs else None
     if op.category not in ("reduction", "norm") or first is None or not first.shape:
         return 0.0
