@@ -42,10 +42,16 @@ def test_gemm_computes_whole_vectors_of_output_columns():
 
 def test_matrix_vector_product_streams_b_from_the_level_holding_it():
     op = gemm_op(m=1, n=1024, k=1024)  # 4 MiB of B: llc
+    # BLAS gemv streams B at its own fraction (0.8; the GEMM path, which packs B: 0.5)
     warm = cpu_op_cost(op, TOY_CAL).t_calc_s
-    assert warm == pytest.approx(1e-6 + 5e-10 * 2**20 + 2e-9 * 1024 + 4 * MIB / (100e9 * 0.5))
+    assert warm == pytest.approx(1e-6 + 5e-10 * 2**20 + 2e-9 * 1024 + 4 * MIB / (100e9 * 0.8))
     cold = cpu_op_cost(op, TOY_CAL, Residency(weight_reuse_bytes=64 * MIB)).t_calc_s
-    assert cold == pytest.approx(1e-6 + 5e-10 * 2**20 + 2e-9 * 1024 + 4 * MIB / (20e9 * 0.5))
+    assert cold == pytest.approx(1e-6 + 5e-10 * 2**20 + 2e-9 * 1024 + 4 * MIB / (20e9 * 0.8))
+    # a spec from before the gemv fraction existed: stream_fraction serves both paths
+    old = dataclasses.replace(TOY_CAL.gemm["fp32"], gemv_stream_fraction=math.nan)
+    cal = dataclasses.replace(TOY_CAL, gemm={"fp32": old})
+    assert cpu_op_cost(op, cal).t_calc_s == pytest.approx(
+        warm - 4 * MIB / (100e9 * 0.8) + 4 * MIB / (100e9 * 0.5))
 
 
 def test_trace_residency_sums_the_weights_of_b1_gemms_only():
@@ -231,5 +237,5 @@ def test_cost_ops_gives_the_cpu_submodel_the_trace_residency(toy_cpu):
     costs = cost_ops(weights, spec, CalibratedCostModel())
     alone = cpu_op_cost(weights[0], TOY_CAL).t_calc_s  # 2 MiB alone: llc
     gemv = 1e-6 + 5e-10 * 2**19 + 2e-9 * 1024
-    assert alone == pytest.approx(gemv + 2 * MIB / (100e9 * 0.5))
-    assert costs[0].t_calc_s == pytest.approx(gemv + 2 * MIB / (20e9 * 0.5))
+    assert alone == pytest.approx(gemv + 2 * MIB / (100e9 * 0.8))
+    assert costs[0].t_calc_s == pytest.approx(gemv + 2 * MIB / (20e9 * 0.8))

@@ -52,7 +52,7 @@ def _calibration_section(cal: CpuCalibration) -> dict[str, Any]:
 
     def coefficients(record, keys):
         return {key: value(record, key, name) for key, name in keys.items()
-                if not math.isinf(getattr(record, name))}
+                if math.isfinite(getattr(record, name))}
 
     levels = [{"level": lv.name, "bandwidth": quantity(lv.bandwidth_bytes_per_s, "B/s"),
                **({} if math.isinf(lv.capacity_bytes)

@@ -40,8 +40,12 @@ written per operand, so that a small m, n or k each
 lowers the achieved rate; B (a layer's weight) also streams from the level that holds it, its
 reads reaching a fitted fraction of the level's streaming bandwidth. A matrix-vector product
 (m = 1: decoding one token) takes another library path (BLAS gemv): no packing, B streamed
-once. Each aten op (addmm, mm, bmm), layout of B (:func:`gemm_key`) and dtype has its own
-coefficients when calibrated (different library calls), else the dtype's. A GEMM whose code,
+once, at its own fraction (``gemv_stream_fraction``; with one fraction for both paths, gemm
+p90 was 0-1.5 points higher on the fit split and 0.6-2.6 on the held-out split of five
+calibrations of 2026-11-29; measured the same day over GPT-2's 154 MB LM head in main memory:
+the gemv took 9.2 ms, 17 GB/s of B, the m = 8 GEMM 20.6 ms, the m = 64 one 78 ms). Each
+aten op (addmm, mm, bmm), layout of B (:func:`gemm_key`) and dtype has its own coefficients
+when calibrated (different library calls), else the dtype's. A GEMM whose code,
 library state and page translations were evicted since it last ran pays a fixed
 ``cold_call`` on top (measured here 2026-11-29: after 64 MiB of unrelated reads, F.linear and
 bmm of 1-64 rows took +20-43 us in fp32 and +46-67 us in bf16, against 3-150 us warm; a call
@@ -324,11 +328,15 @@ def _rows(op: Op) -> float:
 def gemm_seconds(coef, terms, bandwidth, fault_bytes_per_s):
     """GEMM t_calc (s); ``terms`` as :func:`gemm_terms` (scalars or arrays), ``bandwidth`` of
     the level holding B."""
-    stream = terms["b_bytes"] / (bandwidth * coef.stream_fraction)
+    gemv_fraction = coef.gemv_stream_fraction
+    if np.isnan(gemv_fraction):  # an older spec: one fraction for both paths
+        gemv_fraction = coef.stream_fraction
     gemm = (coef.overhead_s + coef.a_element_s * terms["bmk"] + coef.b_element_s * terms["bnk"]
-            + coef.c_element_s * terms["bmn"] + terms["kernel_flops"] / coef.flops_per_s + stream)
+            + coef.c_element_s * terms["bmn"] + terms["kernel_flops"] / coef.flops_per_s
+            + terms["b_bytes"] / (bandwidth * coef.stream_fraction))
     gemv = (coef.gemv_overhead_s + coef.gemv_element_s * terms["bnk"]
-            + coef.gemv_output_s * terms["bmn"] + stream)
+            + coef.gemv_output_s * terms["bmn"]
+            + terms["b_bytes"] / (bandwidth * gemv_fraction))
     return (np.where(terms["gemv"] > 0, gemv, gemm) + terms["fault_bytes"] / fault_bytes_per_s
             + coef.cold_call_s * terms["cold"])
 
