@@ -7,7 +7,6 @@ Tiny scenario (us), as in test_perfetto: T = 30 us, of which the critical path h
 from __future__ import annotations
 
 import re
-import time
 
 import numpy as np
 import pandas as pd
@@ -138,17 +137,13 @@ def test_large_timeline_keeps_critical_then_longest_in_order():
     assert shown.loc[~shown["critical"], "t_s"].min() >= rest["t_s"].nlargest(1000).min()
 
 
-def test_20k_ops_write_fast_and_small(tmp_path):
+def test_20k_ops_write_small(tmp_path):
+    # speed is a benchmark's business (no wall-clock bound in a unit test on shared machines)
     result = synthetic_result(20_000)
     assert result.ops[["crit_pre_s", "crit_calc_s", "crit_post_s"]].to_numpy().sum() == (
         pytest.approx(result.total_s))
-    started = time.perf_counter()
     path = write_html([result], tmp_path / "big.html")
-    elapsed = time.perf_counter() - started
-    size = path.stat().st_size
-    print(f"20k-op report: {size / 1e6:.2f} MB in {elapsed:.2f} s")
-    assert size < 10e6
-    assert elapsed < 20  # a few seconds on a laptop; loose for slow CI
+    assert path.stat().st_size < 10e6
 
 
 def test_same_results_same_bytes(tmp_path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import time
 from pathlib import Path
 
 import pytest
@@ -91,12 +90,14 @@ def test_pcie_routes_go_through_the_host():
     assert cross_socket.bandwidth_bytes_per_s == pytest.approx(32e9)  # PCIe Gen4 x16
 
 
-def test_with_domains_builds_a_big_cluster_quickly():
+def test_with_domains_builds_a_big_cluster_in_linear_size():
+    # the graph grows with the GPUs, not with their pairs (no all-pairs routes up front); a
+    # wall-clock bound here failed under the load of the full suite on the shared 2-core CI
     node = load_system("dgx-h100")
-    start = time.perf_counter()
-    cluster = node.with_domains(128)
+    small, cluster = node.with_domains(16), node.with_domains(128)
+    assert len(cluster.graph.edges) <= 8 * len(small.graph.edges)
+    assert len(cluster.graph.nodes) <= 8 * len(small.graph.nodes)
     route = cluster.route(0, 1023)
-    assert time.perf_counter() - start < 0.5
     assert cluster.num_gpus == 1024 and cluster.domain_of(1023) == 127
     assert route.via == "fabric" and cluster.route(0, 1023) is route  # cached
     assert node.num_gpus == 8  # unchanged
