@@ -87,8 +87,12 @@ class GemmCoefficients:
     cold_call_s: float = 0.0
     #: The fraction of a level's streaming bandwidth that a matrix-vector product reaches
     #: reading B (BLAS gemv streams it straight into dot products; the GEMM path packs it
-    #: first); nan when absent (an older spec: ``stream_fraction`` serves both).
+    #: first); when absent (an older spec), ``stream_fraction`` serves both.
     gemv_stream_fraction: float = math.nan
+
+    def __post_init__(self) -> None:
+        if math.isnan(self.gemv_stream_fraction):
+            object.__setattr__(self, "gemv_stream_fraction", self.stream_fraction)
 
 
 @dataclass(frozen=True)

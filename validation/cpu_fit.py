@@ -249,8 +249,7 @@ def fit_gemm(points: Sequence[Point], cal: CpuCalibration, dtype: str,
     start = np.array([c0.overhead_s, c0.a_element_s, c0.b_element_s, c0.c_element_s,
                       1 / c0.flops_per_s, c0.gemv_overhead_s, c0.gemv_element_s,
                       c0.gemv_output_s, c0.stream_fraction, c0.cold_call_s,
-                      c0.stream_fraction if math.isnan(c0.gemv_stream_fraction)
-                      else c0.gemv_stream_fraction])
+                      c0.gemv_stream_fraction])
 
     def coefficients(x):
         return GemmCoefficients(x[0], x[1], x[2], x[3], 1 / x[4], x[5], x[6], x[7], x[8], x[9],

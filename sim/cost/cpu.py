@@ -118,7 +118,7 @@ from sim.units import DTYPE_BYTES
 __all__ = ["Residency", "trace_residency", "cpu_op_cost", "level_index", "gemm_terms",
            "attention_terms", "stream_terms", "gemm_seconds", "attention_seconds",
            "stream_seconds", "element_key", "flash_blocks", "element_time", "op_floor",
-           "gemm_coefficients", "gemm_key", "host_calls", "memory_bytes",
+           "gemm_coefficients", "gemm_key", "host_calls", "memory_bytes", "gathered_rows",
            "STREAM_CATEGORIES", "STRIDED_SUFFIX", "KN_SUFFIX", "CACHE_LINE_BYTES"]
 
 STREAM_CATEGORIES = ("elementwise", "reduction", "norm", "copy", "embedding", "other")
@@ -237,49 +237,31 @@ def stream_terms(op: Op, cal: CpuCalibration, residency: Residency) -> dict:
         reuse = max(reuse, residency.weight_reuse_bytes)
     tensors = (*op.inputs, *op.outputs)
     strided = op.attrs.get("contiguous") is False
+    gathered, repeated = gathered_rows(op)
     return {"category": op.category if op.category in STREAM_CATEGORIES else "other",
             "key": element_key(op) + (STRIDED_SUFFIX if strided else ""), "dtype": op.dtype,
-            "bytes": op.bytes_total - repeated_row_bytes(op),
+            "bytes": op.bytes_total - repeated,
             "elements": float(max((t.numel for t in tensors), default=0)),
             "rows": _rows(op), "tail": tail_elements(op, cal.vector_bytes),
-            "strided": strided, "gather_bytes": gathered_row_bytes(op),
+            "strided": strided, "gather_bytes": gathered,
             "level": level_index(cal, reuse),
             "fault_bytes": _fault_bytes(op, cal)}
 
 
-def _gather(op: Op) -> tuple[float, float, float] | None:
-    """(indices n, table rows V, bytes per row) of an embedding's forward gather, else None."""
+def gathered_rows(op: Op) -> tuple[float, float]:
+    """(bytes of the distinct table rows, bytes of the repeated ones) an embedding's forward
+    gather reads; (0, 0) for other ops. n indices drawn uniformly from V rows hit
+    V (1 - (1 - 1/V)^n) distinct rows, read at random offsets; a repeat finds its row in cache.
+    Its output and indices stream."""
     a = op.attrs
     if op.category != "embedding" or a.get("backward") or not {"vocab", "d"} <= a.keys():
-        return None
+        return 0.0, 0.0
     n, vocab = float(a.get("num_indices", 0)), float(a["vocab"])
-    return (n, vocab, float(a["d"]) * DTYPE_BYTES.get(op.dtype, 4)) if n >= 1 <= vocab else None
-
-
-def _distinct_rows(n: float, vocab: float) -> float:
-    """Expected distinct rows among n indices drawn uniformly from ``vocab`` rows:
-    V (1 - (1 - 1/V)^n)."""
-    return vocab * -math.expm1(n * math.log1p(-1.0 / vocab)) if vocab > 1 else 1.0
-
-
-def repeated_row_bytes(op: Op) -> float:
-    """Bytes of an embedding's gathered rows that repeat a row it already gathered (0 for other
-    ops): a repeat finds its row in cache (:func:`_distinct_rows`)."""
-    gather = _gather(op)
-    if gather is None:
-        return 0.0
-    n, vocab, row_bytes = gather
-    return (n - _distinct_rows(n, vocab)) * row_bytes
-
-
-def gathered_row_bytes(op: Op) -> float:
-    """Bytes of the distinct table rows an embedding reads at random offsets (0 for other ops);
-    its output and indices stream."""
-    gather = _gather(op)
-    if gather is None:
-        return 0.0
-    n, vocab, row_bytes = gather
-    return _distinct_rows(n, vocab) * row_bytes
+    if n < 1 or vocab < 1:
+        return 0.0, 0.0
+    distinct = vocab * -math.expm1(n * math.log1p(-1.0 / vocab)) if vocab > 1 else 1.0
+    row_bytes = float(a["d"]) * DTYPE_BYTES.get(op.dtype, 4)
+    return distinct * row_bytes, (n - distinct) * row_bytes
 
 
 def memory_bytes(nbytes, gather_bytes, gather_fraction):
@@ -328,15 +310,12 @@ def _rows(op: Op) -> float:
 def gemm_seconds(coef, terms, bandwidth, fault_bytes_per_s):
     """GEMM t_calc (s); ``terms`` as :func:`gemm_terms` (scalars or arrays), ``bandwidth`` of
     the level holding B."""
-    gemv_fraction = coef.gemv_stream_fraction
-    if np.isnan(gemv_fraction):  # an older spec: one fraction for both paths
-        gemv_fraction = coef.stream_fraction
     gemm = (coef.overhead_s + coef.a_element_s * terms["bmk"] + coef.b_element_s * terms["bnk"]
             + coef.c_element_s * terms["bmn"] + terms["kernel_flops"] / coef.flops_per_s
             + terms["b_bytes"] / (bandwidth * coef.stream_fraction))
     gemv = (coef.gemv_overhead_s + coef.gemv_element_s * terms["bnk"]
             + coef.gemv_output_s * terms["bmn"]
-            + terms["b_bytes"] / (bandwidth * gemv_fraction))
+            + terms["b_bytes"] / (bandwidth * coef.gemv_stream_fraction))
     return (np.where(terms["gemv"] > 0, gemv, gemm) + terms["fault_bytes"] / fault_bytes_per_s
             + coef.cold_call_s * terms["cold"])
 
