@@ -244,8 +244,9 @@ def _add_validate(sub) -> None:
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--dataset", help="all, aiconfigurator, vidur, neusight or llmcompass "
                         "(single GPUs); cluster (collectives and parallel training runs)")
-    target.add_argument("--hw", help="a calibrated CPU spec (tksim calibrate): re-time held-out "
-                        "kernels and models on this machine")
+    target.add_argument("--hw", action="append", help="a calibrated CPU spec (tksim "
+                        "calibrate): re-time held-out kernels and models on this machine; "
+                        "repeated: price one such timing with each spec (a paired comparison)")
     p.add_argument("--quick", action="store_true", help="--hw: fewer points (CI); --dataset "
                    "cluster: two of the Megatron-LM runs")
     p.add_argument("--threads", type=int, default=1, help="--hw: torch threads while timing")

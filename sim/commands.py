@@ -309,15 +309,30 @@ def _validate(args: argparse.Namespace) -> None:
 
 
 def _validate_cpu(args: argparse.Namespace) -> None:
+    if len(args.hw) > 1:
+        return _compare_cpu(args)
     _workloads()  # re-timing kernels needs torch
     from validation import validate_cpu, write_cpu_report
     from validation.cpu_report import cpu_results_markdown
 
-    results = validate_cpu(args.hw, quick=args.quick, threads=args.threads,
+    results = validate_cpu(args.hw[0], quick=args.quick, threads=args.threads,
                            progress=args.progress)
     print(cpu_results_markdown(results), end="")
     if args.html:
         write_cpu_report(results, args.html)
+    if args.json:
+        write_atomic(args.json, json.dumps(results, indent=1, sort_keys=True) + "\n")
+
+
+def _compare_cpu(args: argparse.Namespace) -> None:
+    if args.html:
+        raise InputError("a comparison of specs has no HTML report; use --json", field="--html")
+    _workloads()
+    from validation.cpu_compare import compare_cpu, compare_markdown
+
+    results = compare_cpu(args.hw, quick=args.quick, threads=args.threads,
+                          progress=args.progress)
+    print(compare_markdown(results), end="")
     if args.json:
         write_atomic(args.json, json.dumps(results, indent=1, sort_keys=True) + "\n")
 

@@ -37,8 +37,9 @@ from validation.microbench.suite import run_suite
 from validation.microbench.sweeps import build_cases
 from validation.microbench.timer import FULL, QUICK
 
-__all__ = ["SCHEMA", "E2E_MODELS", "TARGETS", "FULL_PASSES", "validate_cpu", "datasheet_spec",
-           "main"]
+__all__ = ["SCHEMA", "E2E_MODELS", "E2E_CAPTURES", "TARGETS", "FULL_PASSES", "validate_cpu",
+           "datasheet_spec", "calibrated_cpu_spec", "time_heldout", "heldout_models",
+           "capture_heldout", "main"]
 
 SCHEMA = "tksim.cpu_validation/1"
 #: (model, phase, seq) captured for the end-to-end check; none is used by the calibration.
@@ -68,10 +69,8 @@ def datasheet_spec(spec: HardwareSpec) -> HardwareSpec:
     return load_spec(cal.datasheet).with_units(cal.threads)
 
 
-def validate_cpu(spec_path_or_name: str, quick: bool = False, threads: int = 1,
-                 progress: bool = True, *, seed: int = 0) -> dict:
-    """Held-out kernels and models on this machine (module doc); a JSON-able dict."""
-    start = time.perf_counter()
+def calibrated_cpu_spec(spec_path_or_name: str, threads: int) -> HardwareSpec:
+    """The calibrated CPU spec to validate, checked: a CPU calibration at ``threads``."""
     spec = load_spec(str(spec_path_or_name))
     cal = spec.cpu_calibration
     if spec.kind != "cpu" or cal is None:
@@ -80,13 +79,44 @@ def validate_cpu(spec_path_or_name: str, quick: bool = False, threads: int = 1,
     if threads != cal.threads:
         raise InputError(f"{spec.name} models {cal.threads} thread(s), not {threads}",
                          field="--threads")
-    sheet = datasheet_spec(spec)
+    return spec
+
+
+def time_heldout(sheet: HardwareSpec, quick: bool, threads: int, progress: bool,
+                 seed: int) -> pd.DataFrame:
+    """Fresh timings of the sweep's held-out points (module doc), a suite table."""
     cases = [c for c in build_cases(quick=quick, seed=seed) if c.split == "heldout"]
-    table = run_suite(cases, sheet, QUICK if quick else FULL, threads=threads, seed=seed + 1,
-                      progress=progress, passes=1 if quick else FULL_PASSES)
+    return run_suite(cases, sheet, QUICK if quick else FULL, threads=threads, seed=seed + 1,
+                     progress=progress, passes=1 if quick else FULL_PASSES)
+
+
+def heldout_models(quick: bool) -> list[tuple[str, str, int]]:
+    """(model, phase, seq) of the held-out models a validation captures."""
+    models = E2E_MODELS[:_QUICK_MODELS] if quick else E2E_MODELS
+    return [m for m in models if m not in CALIBRATION_MODELS]
+
+
+def capture_heldout(name: str, phase: str, seq: int, threads: int, progress: bool):
+    """The first of :data:`E2E_CAPTURES` real captures of a held-out model and the walls of all
+    (each the fastest un-recorded warm-up step)."""
+    from workloads import capture_model
+
+    traces = [capture_model(name, phase=phase, seq=seq, mode="real", threads=threads,
+                            warmup=WARMUP_STEPS, repeat=3, progress=progress)
+              for _ in range(E2E_CAPTURES)]
+    return traces[0], [float(t.meta["unrecorded_wall_s"]) for t in traces]
+
+
+def validate_cpu(spec_path_or_name: str, quick: bool = False, threads: int = 1,
+                 progress: bool = True, *, seed: int = 0) -> dict:
+    """Held-out kernels and models on this machine (module doc); a JSON-able dict."""
+    start = time.perf_counter()
+    spec = calibrated_cpu_spec(spec_path_or_name, threads)
+    cal = spec.cpu_calibration
+    sheet = datasheet_spec(spec)
+    table = time_heldout(sheet, quick, threads, progress, seed)
     points = load_points(table)
     frame = _point_frame(points, spec, sheet)
-    models = E2E_MODELS[:_QUICK_MODELS] if quick else E2E_MODELS
     results = {
         "schema": SCHEMA, "spec": spec.name, "spec_path": spec.path, "datasheet": sheet.name,
         "threads": threads, "quick": quick,
@@ -96,7 +126,7 @@ def validate_cpu(spec_path_or_name: str, quick: bool = False, threads: int = 1,
         "categories": _categories(frame),
         "pooled": _summary(frame),
         "models": [_model(name, phase, seq, spec, sheet, threads, progress)
-                   for name, phase, seq in models if (name, phase, seq) not in CALIBRATION_MODELS],
+                   for name, phase, seq in heldout_models(quick)],
         "points": _plot_points(frame),
     }
     results["targets"] = _targets(results)
@@ -167,13 +197,8 @@ def _plot_points(frame: pd.DataFrame) -> list[dict]:
 def _model(name: str, phase: str, seq: int, spec: HardwareSpec, sheet: HardwareSpec,
            threads: int, progress: bool) -> dict:
     """Capture one held-out model for real and compare T with its wall time."""
-    from workloads import capture_model
-
-    traces = [capture_model(name, phase=phase, seq=seq, mode="real", threads=threads,
-                            warmup=WARMUP_STEPS, repeat=3, progress=progress)
-              for _ in range(E2E_CAPTURES)]
-    walls = [float(t.meta["unrecorded_wall_s"]) for t in traces]
-    trace, wall = traces[0], float(np.median(walls))
+    trace, walls = capture_heldout(name, phase, seq, threads, progress)
+    wall = float(np.median(walls))
     calibrated = simulate(trace, spec)
     low, high = result_interval(calibrated, spec.cpu_calibration)
     datasheet = simulate(trace, sheet).total_s
