@@ -31,10 +31,10 @@ from validation.cpu_validation import (
     calibrated_cpu_spec,
     capture_heldout,
     datasheet_spec,
+    error_stats,
     heldout_models,
     time_heldout,
 )
-from validation.metrics import summarize_errors
 
 __all__ = ["SCHEMA", "compare_cpu", "compare_markdown"]
 
@@ -60,7 +60,7 @@ def compare_cpu(specs: Sequence[str], quick: bool = False, threads: int = 1,
     kinds = np.array([p.kind for p in points])
     predicted = [predict_points(points, spec) for spec in loaded]
     categories = [{"category": str(c), "count": int((kinds == c).sum()),
-                   "specs": [_stats(pred[kinds == c], measured[kinds == c])
+                   "specs": [error_stats(pred[kinds == c], measured[kinds == c])
                              for pred in predicted]}
                   for c in sorted(set(kinds))]
     rows = []
@@ -77,12 +77,6 @@ def compare_cpu(specs: Sequence[str], quick: bool = False, threads: int = 1,
                          f"{E2E_CAPTURES} captures; every spec prices the same measurements"),
             "categories": categories, "models": rows,
             "runtime_s": time.perf_counter() - start}
-
-
-def _stats(predicted: np.ndarray, measured: np.ndarray) -> dict:
-    e = summarize_errors(predicted, measured)
-    return {"median_ape": float(e.median_ape), "p90_ape": float(e.p90_ape),
-            "bias": float(e.bias)}
 
 
 def compare_markdown(results: dict) -> str:

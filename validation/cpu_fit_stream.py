@@ -88,7 +88,7 @@ def _arrays(points, cal: CpuCalibration) -> dict:
         "tail_key": np.array([tail_keys.index(k) if k in tail_keys else len(tail_keys)
                               for k in (_element_param(r["key"], r["dtype"]) for r in rows)]),
         "strided": np.array([r["strided"] for r in rows], dtype=bool),
-        "gather": np.array([r["gather_bytes"] for r in rows], dtype=float),
+        "gather_bytes": np.array([r["gather_bytes"] for r in rows], dtype=float),
         "fault": np.array([r["fault_bytes"] for r in rows], dtype=float),
         "key": np.array([keys.index(_element_param(r["key"], r["dtype"])) for r in rows]),
         "key_category": [key_category[k] for k in keys], "row_keys": row_keys,
@@ -105,7 +105,7 @@ def _unpack(x: np.ndarray, a: dict, n_levels: int) -> dict:
             "element": x[n_levels + n_key:end],
             "row": np.append(x[end:tails], 0.0),  # the last: ops with no rows
             "tail": np.append(x[tails:tails + n_tail], 0.0),  # the last: ops with no tail
-            "strided": x[tails + n_tail], "gather": x[-2] if a["gather"].any() else 1.0,
+            "strided": x[tails + n_tail], "gather": x[-2] if a["gather_bytes"].any() else 1.0,
             "fault": x[-1]}
 
 
@@ -115,7 +115,7 @@ def _bandwidth(v: dict, a: dict) -> np.ndarray:
 
 def _op_seconds(v: dict, a: dict) -> np.ndarray:
     bandwidth = _bandwidth(v, a)
-    nbytes = memory_bytes(a["bytes"], a["gather"], v["gather"])
+    nbytes = memory_bytes(a["bytes"], a["gather_bytes"], v["gather"])
     return stream_seconds(v["floor"][a["key"]], nbytes, bandwidth, a["elements"],
                           v["element"][a["key"]], a["rows"], v["row"][a["row_key"]],
                           a["fault"], v["fault"], a["tail"], v["tail"][a["tail_key"]])
@@ -138,7 +138,7 @@ def _fit_from(points, cal: CpuCalibration, fit_lsq, a: dict,
     n_levels = len(cal.levels)
     n_keys, n_rows, n_tails = len(a["keys"]), len(a["row_keys"]), len(a["tail_keys"])
     # (start, low, high) of the gather fraction; no parameter when no op gathers
-    gather = np.array([_GATHER_START, 0.02, 1.0] if a["gather"].any() else [])
+    gather = np.array([_GATHER_START, 0.02, 1.0] if a["gather_bytes"].any() else [])
     start = np.concatenate([[lv.bandwidth_bytes_per_s for lv in cal.levels],
                             np.full(n_keys, 1e-6), np.full(n_keys, element_start),
                             np.full(n_rows, 1e-8), np.full(n_tails, 2e-10),
@@ -173,7 +173,7 @@ def _calibration(cal: CpuCalibration, v: dict, a: dict) -> CpuCalibration:
     bandwidth = _bandwidth(v, a)
     binds = (a["elements"] * v["element"][a["key"]] + a["rows"] * v["row"][a["row_key"]]
              + a["tail"] * v["tail"][a["tail_key"]]
-             > memory_bytes(a["bytes"], a["gather"], v["gather"]) / bandwidth)
+             > memory_bytes(a["bytes"], a["gather_bytes"], v["gather"]) / bandwidth)
     elements = _binding(a["keys"], v["element"], a["key"], binds)
     rows = _binding(a["row_keys"], v["row"], a["row_key"], binds)
     tails = _binding(a["tail_keys"], v["tail"], a["tail_key"], binds)
@@ -188,7 +188,7 @@ def _calibration(cal: CpuCalibration, v: dict, a: dict) -> CpuCalibration:
     return dataclasses.replace(cal, levels=levels, floor_s=floors, op_floor_s=op_floors,
                                element_s=elements, row_s=rows, tail_s=tails,
                                strided_fraction=float(v["strided"]),
-                               gather_fraction=(float(v["gather"]) if a["gather"].any()
+                               gather_fraction=(float(v["gather"]) if a["gather_bytes"].any()
                                                 else cal.gather_fraction),
                                fault_bytes_per_s=float(v["fault"]))
 

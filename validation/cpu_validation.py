@@ -39,7 +39,7 @@ from validation.microbench.timer import FULL, QUICK
 
 __all__ = ["SCHEMA", "E2E_MODELS", "E2E_CAPTURES", "TARGETS", "FULL_PASSES", "validate_cpu",
            "datasheet_spec", "calibrated_cpu_spec", "time_heldout", "heldout_models",
-           "capture_heldout", "main"]
+           "capture_heldout", "error_stats", "main"]
 
 SCHEMA = "tksim.cpu_validation/1"
 #: (model, phase, seq) captured for the end-to-end check; none is used by the calibration.
@@ -166,7 +166,8 @@ def _point_frame(points: Sequence[Point], spec: HardwareSpec,
     return pd.DataFrame(rows)
 
 
-def _stats(predicted: np.ndarray, measured: np.ndarray) -> dict:
+def error_stats(predicted: np.ndarray, measured: np.ndarray) -> dict:
+    """The error summary of predicted vs measured times (``validation.metrics``), JSON-able."""
     e = summarize_errors(predicted, measured).to_dict()
     return {k: (int(v) if k == "count" else float(v)) for k, v in e.items()}
 
@@ -175,8 +176,8 @@ def _summary(group: pd.DataFrame) -> dict:
     meas = group["measured_s"].to_numpy()
     worst = group.assign(err=np.abs(np.log(group["calibrated_s"] / group["measured_s"])))
     worst = worst.nlargest(_WORST, "err")
-    return {"calibrated": _stats(group["calibrated_s"].to_numpy(), meas),
-            "datasheet": _stats(group["datasheet_s"].to_numpy(), meas),
+    return {"calibrated": error_stats(group["calibrated_s"].to_numpy(), meas),
+            "datasheet": error_stats(group["datasheet_s"].to_numpy(), meas),
             "interval_coverage": float(group["inside"].mean()),
             "worst": [{"key": r.key, "measured_s": r.measured_s, "calibrated_s": r.calibrated_s}
                       for r in worst.itertuples()]}
