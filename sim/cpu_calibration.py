@@ -24,7 +24,8 @@ spec files, ``docs/spec-format.md``; meaning in ``docs/cpu-validation.md``)::
       tail_time: {amax: 1.2 ns, ...}   # per element of a row past its last full vector chunk
       gemm: {fp32: {overhead: .., a_element: .., b_element: .., c_element: .., rate: ..,
                     gemv_overhead: .., gemv_element: .., gemv_output: ..,
-                    stream_fraction: .., cold_call: .., gemv_stream_fraction: ..}}
+                    stream_fraction: .., cold_call: .., gemv_stream_fraction: ..,
+                    dram_call: ..}}
       attention: {fp32: {overhead: .., head: .., block: .., pair: .., kv_element: ..,
                          rate: .., decode_head: .., decode_kv_element: ..,
                          kv_lines_in_flight: 48}}
@@ -82,13 +83,18 @@ class GemmCoefficients:
     gemv_output_s: float
     stream_fraction: float
     #: Extra seconds of a cold call: one whose code, library state and data were all evicted
-    #: since the op last ran (a micro-benchmark point's first call of a sample block); never
-    #: charged to a trace's ops. 0 when absent (an older spec).
+    #: since the op last ran (a micro-benchmark point's first call of a sample block) and
+    #: whose B fits in a cache level (a larger B streams from main memory either way, which
+    #: hides the rest); never charged to a trace's ops. 0 when absent (an older spec).
     cold_call_s: float = 0.0
     #: The fraction of a level's streaming bandwidth that a matrix-vector product reaches
     #: reading B (BLAS gemv streams it straight into dot products; the GEMM path packs it
     #: first); when absent (an older spec), ``stream_fraction`` serves both.
     gemv_stream_fraction: float = math.nan
+    #: Extra seconds of a call whose B streams from main memory: the stream's first misses,
+    #: before the hardware prefetchers run ahead of it (both paths; a trace's ops too). 0 when
+    #: absent (an older spec).
+    dram_call_s: float = 0.0
 
     def __post_init__(self) -> None:
         if math.isnan(self.gemv_stream_fraction):
@@ -172,13 +178,15 @@ GEMM_KEYS = {"overhead": "overhead_s", "a_element": "a_element_s", "b_element": 
              "c_element": "c_element_s", "rate": "flops_per_s",
              "gemv_overhead": "gemv_overhead_s", "gemv_element": "gemv_element_s",
              "gemv_output": "gemv_output_s", "stream_fraction": "stream_fraction",
-             "cold_call": "cold_call_s", "gemv_stream_fraction": "gemv_stream_fraction"}
+             "cold_call": "cold_call_s", "gemv_stream_fraction": "gemv_stream_fraction",
+             "dram_call": "dram_call_s"}
 ATTENTION_KEYS = {"overhead": "overhead_s", "head": "head_s", "block": "block_s",
                   "pair": "pair_s", "kv_element": "kv_element_s", "rate": "flops_per_s",
                   "decode_head": "decode_head_s", "decode_kv_element": "decode_kv_element_s",
                   "kv_lines_in_flight": "kv_lines_in_flight"}
 #: Keys a spec written before they existed lacks (their record's default applies).
-_OPTIONAL_KEYS = frozenset({"kv_lines_in_flight", "cold_call", "gemv_stream_fraction"})
+_OPTIONAL_KEYS = frozenset({"kv_lines_in_flight", "cold_call", "gemv_stream_fraction",
+                            "dram_call"})
 _MAX_LINES = 1e6
 
 

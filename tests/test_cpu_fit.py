@@ -84,12 +84,15 @@ def test_gemm_fit_recovers_known_coefficients():
     rng = np.random.default_rng(0)
     shapes = [(int(m), int(n), int(k)) for m, n, k in rng.integers(2, 600, size=(40, 3))]
     shapes += [(1, int(n), int(k)) for n, k in rng.integers(16, 2000, size=(10, 2))]
-    points = [_point([VIEW, gemm_op(m, n, k)], cold_share=1 / (1 + i % 5))
+    truth = dataclasses.replace(TOY_CAL.gemm["fp32"], dram_call_s=4e-6)
+    cal = dataclasses.replace(TOY_CAL, gemm={"fp32": truth})
+    # every third point's weights rotate through main memory (a cold pool)
+    points = [_point([VIEW, gemm_op(m, n, k)], cal, cold_share=1 / (1 + i % 5),
+                     residency=Residency(weight_reuse_bytes=64 * MIB) if i % 3 == 0 else None)
               for i, (m, n, k) in enumerate(shapes)]
     start = dataclasses.replace(TOY_CAL, gemm={"fp32": GemmCoefficients(
         1e-5, 1e-9, 1e-11, 1e-9, 3e11, 1e-5, 1e-9, 1e-8, 0.9, 1e-6)})
     fitted = fit_gemm(points, start, "fp32")
-    truth = TOY_CAL.gemm["fp32"]
     for name in vars(truth):
         assert getattr(fitted, name) == pytest.approx(getattr(truth, name), rel=1e-3), name
 

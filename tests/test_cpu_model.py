@@ -93,6 +93,29 @@ def test_a_cold_gemm_call_pays_its_cold_call_cost_and_reads_b_from_main_memory()
     assert cold == pytest.approx(warm + 10e-6 + b_bytes / (0.5 * 20e9) - b_bytes / (0.5 * 100e9))
 
 
+def test_a_cold_call_whose_b_exceeds_the_last_cache_pays_no_cold_call_cost():
+    # 16 MiB of B cannot be cached (llc: 8 MiB): the call streams it from main memory, cold
+    # or not, and the stream hides the cold start
+    op = gemm_op(1, 4096, 1024)
+    in_step = cpu_op_cost(op, TOY_CAL, Residency(weight_reuse_bytes=64 * MIB)).t_calc_s
+    cold = cpu_op_cost(op, TOY_CAL, Residency(math.inf, math.inf, cold=True)).t_calc_s
+    assert cold == pytest.approx(in_step)
+    assert in_step == pytest.approx(1e-6 + 5e-10 * 4096 * 1024 + 2e-9 * 4096
+                                    + 16 * MIB / (20e9 * 0.8))
+
+
+def test_a_gemm_streaming_b_from_main_memory_pays_its_dram_call_cost():
+    coef = dataclasses.replace(TOY_CAL.gemm["fp32"], dram_call_s=3e-6)
+    cal = dataclasses.replace(TOY_CAL, gemm={"fp32": coef})
+    for op in (gemm_op(1, 1024, 1024), gemm_op(64, 128, 128)):  # both paths
+        cached = cpu_op_cost(op, cal).t_calc_s
+        from_dram = cpu_op_cost(op, cal, Residency(weight_reuse_bytes=64 * MIB)).t_calc_s
+        b_bytes = op.attrs["n"] * op.attrs["k"] * 4
+        fraction = 0.8 if op.attrs["m"] == 1 else 0.5
+        assert from_dram - cached == pytest.approx(
+            3e-6 + b_bytes / (20e9 * fraction) - b_bytes / (100e9 * fraction))
+
+
 def test_decode_attention_uses_its_own_per_head_and_kv_costs():
     op = Op(id=0, name="aten::_scaled_dot_product_flash_attention_for_cpu",
             category="attention", dtype="fp32",

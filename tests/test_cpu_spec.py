@@ -75,6 +75,19 @@ def test_calibration_section_is_read_strictly(tmp_path, toy_cpu, edit, message):
         load_spec_file(path)
 
 
+def test_a_spec_written_before_the_optional_gemm_keys_loads_with_their_defaults(tmp_path,
+                                                                               toy_cpu):
+    data = _written(tmp_path, toy_cpu)
+    gemm = data["cpu_calibration"]["gemm"]["fp32"]
+    for key in ("cold_call", "gemv_stream_fraction", "dram_call"):
+        gemm.pop(key)
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump(data))
+    coef = load_spec_file(path).cpu_calibration.gemm["fp32"]
+    assert coef.cold_call_s == 0.0 and coef.dram_call_s == 0.0
+    assert coef.gemv_stream_fraction == coef.stream_fraction
+
+
 def test_the_committed_calibrated_spec_loads():
     spec = load_spec(str(COMMITTED))
     cal = spec.cpu_calibration

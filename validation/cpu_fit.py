@@ -249,19 +249,19 @@ def fit_gemm(points: Sequence[Point], cal: CpuCalibration, dtype: str,
     start = np.array([c0.overhead_s, c0.a_element_s, c0.b_element_s, c0.c_element_s,
                       1 / c0.flops_per_s, c0.gemv_overhead_s, c0.gemv_element_s,
                       c0.gemv_output_s, c0.stream_fraction, c0.cold_call_s,
-                      c0.gemv_stream_fraction])
+                      c0.gemv_stream_fraction, c0.dram_call_s])
 
     def coefficients(x):
         return GemmCoefficients(x[0], x[1], x[2], x[3], 1 / x[4], x[5], x[6], x[7], x[8], x[9],
-                                x[10])
+                                x[10], x[11])
 
     def residuals(x):
         return design.log_residuals(gemm_seconds(coefficients(x), design.terms,
                                                  design.bandwidth, cal.fault_bytes_per_s))
 
     return coefficients(_least_squares(
-        residuals, start, np.array([0, 0, 0, 0, 1e-14, 0, 0, 0, 0.02, 0, 0.02]),
-        np.array([1e-3, 1e-8, 1e-8, 1e-8, 1e-9, 1e-3, 1e-8, 1e-6, 1.0, 1e-3, 1.0])))
+        residuals, start, np.array([0, 0, 0, 0, 1e-14, 0, 0, 0, 0.02, 0, 0.02, 0]),
+        np.array([1e-3, 1e-8, 1e-8, 1e-8, 1e-9, 1e-3, 1e-8, 1e-6, 1.0, 1e-3, 1.0, 1e-3])))
 
 
 def fit_attention(points: Sequence[Point], cal: CpuCalibration,

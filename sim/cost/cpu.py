@@ -16,8 +16,9 @@ order, t_post = 0. With the coefficients of the spec's ``cpu_calibration``
              n' = n rounded up to whole vectors (``vector_bytes``: 16 fp32, 32 bf16 lanes)
       m = 1: gemv_overhead + gemv (b n k) + gemv_output (b n)
              + bytes(B) / (bw(level holding B) stream_fraction)
-      a cold call (``Residency.cold``: a micro-benchmark's first call after other points;
-             never a trace's op) adds cold_call
+      B from main memory (either path) adds dram_call; a cold call (``Residency.cold``: a
+             micro-benchmark's first call after other points; never a trace's op) whose B
+             fits in a cache level adds cold_call
     attention (CPU flash attention)
              overhead + head (b h_q) + block Q + pair P + kv_element E + 2 (d + d_v) P / rate
              + read(K and V once, level holding them) + read(the rest of E, level holding
@@ -51,7 +52,17 @@ library state and page translations were evicted since it last ran pays a fixed
 bmm of 1-64 rows took +20-43 us in fp32 and +46-67 us in bf16, against 3-150 us warm; a call
 after another GEMM or a gelu paid nothing). Only micro-benchmark points have cold calls;
 fitted without the term, the cost went into the coefficients that price every warm call of a
-model's step.
+model's step. A call whose B alone exceeds the last cache level streams B from main memory
+cold or not, and the stream hides the cold start: measured here 2026-11-29, the same 64 MiB
+flush before one call of an fp32 gemv over 9-13 MB of B cost -9 to +19 us against the call in
+a loop over a 256 MB pool of weights, over 0.3-2.4 MB +30-47 us. Charged cold_call, the
+suite's large GEMMs (one call per sample: every call cold) fitted B streams faster than a
+model's step sees: GPT-2's 48 decode gemvs over 340 MB ran 16.5 ms in a loop, predicted 13.0;
+the re-fits of four calibrations without that charge moved GPT-2 decode end to end by
++5 to +7 points (to -6.6 to +0.8 %). A call whose B streams from main memory also pays a
+fixed ``dram_call`` (the stream's first misses before the prefetchers run ahead; the
+intercept of gemv time over bytes of B from main memory, measured: 1.4 us for F.linear's
+layout, 12 us for Conv1D's; fitted 0-8 us).
 Attention: PyTorch's CPU kernel (aten/src/ATen/native/cpu/FlashAttentionKernel.cpp,
 ``flash_attention_kernel_impl``) splits queries into blocks of 32 / 64 / 256 rows (s_q < 192 /
 < 768 / larger) and keys into blocks of 512; a causal mask skips only whole key blocks past the
@@ -204,7 +215,9 @@ def gemm_terms(op: Op, cal: CpuCalibration, residency: Residency) -> dict[str, f
     return {"bmk": b * m * k, "bnk": b * n * k, "bmn": b * m * n, "flops": 2.0 * b * m * n * k,
             "kernel_flops": 2.0 * b * m * math.ceil(n / lanes) * lanes * k,
             "b_bytes": b_bytes, "gemv": float(m == 1), "level": level_index(cal, reuse),
-            "fault_bytes": _fault_bytes(op, cal), "cold": float(residency.cold)}
+            "fault_bytes": _fault_bytes(op, cal),
+            "cold": float(residency.cold and level_index(cal, b_bytes) < len(cal.levels) - 1),
+            "dram": float(level_index(cal, reuse) == len(cal.levels) - 1)}
 
 
 def attention_terms(op: Op, cal: CpuCalibration, residency: Residency) -> dict[str, float]:
@@ -317,7 +330,7 @@ def gemm_seconds(coef, terms, bandwidth, fault_bytes_per_s):
             + coef.gemv_output_s * terms["bmn"]
             + terms["b_bytes"] / (bandwidth * coef.gemv_stream_fraction))
     return (np.where(terms["gemv"] > 0, gemv, gemm) + terms["fault_bytes"] / fault_bytes_per_s
-            + coef.cold_call_s * terms["cold"])
+            + coef.cold_call_s * terms["cold"] + coef.dram_call_s * terms["dram"])
 
 
 def attention_seconds(coef, terms, fault_bytes_per_s):
