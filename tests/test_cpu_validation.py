@@ -46,7 +46,7 @@ def test_committed_spec_predicts_fresh_heldout_kernels():
 def test_quick_calibrate_and_validate_end_to_end(tmp_path):
     from sim.spec_library import load_spec
     from validation import calibrate_cpu, validate_cpu, write_cpu_report
-    from validation.cpu_calibrate import refit_cpu
+    from validation.cpu_calibrate import FRAMEWORK_CAPTURES, refit_cpu
 
     spec_path = calibrate_cpu(threads=1, quick=True, out_path=tmp_path / "cpu.yaml",
                               progress=False)
@@ -57,6 +57,9 @@ def test_quick_calibrate_and_validate_end_to_end(tmp_path):
     fitted, again = (load_spec(str(p)).cpu_calibration for p in (spec_path, refit))
     assert again.gemm == fitted.gemm and again.levels == fitted.levels
     assert again.element_s == fitted.element_s and again.attention == fitted.attention
+    # the framework term's interval: over every capture of the framework models
+    framework = fitted.intervals["framework"]
+    assert framework.count == 2 * FRAMEWORK_CAPTURES and 0 <= framework.low <= framework.high
     results = validate_cpu(spec_path, quick=True, threads=1, progress=False)
     json.dumps(results)  # JSON-able
     assert results["schema"] == "tksim.cpu_validation/1"

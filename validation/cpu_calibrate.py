@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sim.cost.cpu_interval import POOLED
+from sim.cost.cpu_interval import FRAMEWORK, POOLED
 from sim.cpu_calibration import Interval
 from sim.errors import InputError
 from sim.files import write_atomic
@@ -35,6 +35,7 @@ from sim.hardware import HardwareSpec
 from sim.spec_library import load_spec
 from validation.cpu_fit import Point, fit_cpu, load_points, predict_points
 from validation.cpu_spec_file import write_calibrated_spec
+from validation.machine_state import captures_in_state
 from validation.metrics import summarize_errors
 from validation.microbench.suite import run_suite
 from validation.microbench.sweeps import build_cases
@@ -53,6 +54,9 @@ WARMUP_STEPS = 10
 #: (2026-11-29: six captures of mixtral-tiny prefill within a minute, 1949-2086 us, would have
 #: given 0.9-1.3 us per call; two calibrations 13 minutes apart fitted 1.32 and 1.66).
 FRAMEWORK_CAPTURES = 5
+#: Most captures of a framework model taken to find :data:`FRAMEWORK_CAPTURES` in the suite's
+#: machine state (:mod:`validation.machine_state`).
+FRAMEWORK_ATTEMPTS = 15
 _REPO = Path(__file__).resolve().parent.parent
 _INTERVAL_PERCENTILES = (10, 90)
 
@@ -99,7 +103,7 @@ def refit_cpu(csv_in: str | Path, threads: int = 1, out_path: str | Path | None 
     previous = load_spec(str(out)).cpu_calibration if out.is_file() else None
     table.attrs["sentinel_s"] = previous.sentinel_s if previous is not None else 0.0
     if previous is not None:
-        table.attrs["framework"] = (previous.framework_s, (
+        table.attrs["framework"] = (previous.framework_s, previous.intervals.get(FRAMEWORK), (
             f" Framework term {previous.framework_s * 1e6:.2f} us per call, kept from the "
             "calibration whose measurements this re-fits."))
     measured = (f"re-fitted from the measurements of {Path(csv_in).name} ("
@@ -122,8 +126,11 @@ def _fit_and_write(table: pd.DataFrame, base: HardwareSpec, threads: int, out: P
     spec = dataclasses.replace(base.with_units(threads), cpu_calibration=cal)
     predicted = predict_points(points, spec)
     cal = dataclasses.replace(cal, intervals=heldout_intervals(points, predicted))
-    framework_s, gaps = table.attrs.get("framework") or fit_framework(
-        dataclasses.replace(spec, cpu_calibration=cal), threads, progress)
+    framework_s, framework_interval, gaps = table.attrs.get("framework") or fit_framework(
+        dataclasses.replace(spec, cpu_calibration=cal), threads, progress,
+        table.attrs["sentinel_s"])
+    if framework_interval is not None:
+        cal = dataclasses.replace(cal, intervals={**cal.intervals, FRAMEWORK: framework_interval})
     cal = dataclasses.replace(cal, framework_s=framework_s)
     provenance = _provenance(points, predicted, threads=threads, measured=measured,
                              seconds=time.perf_counter() - start, datasheet=base.name) + gaps
@@ -144,32 +151,53 @@ def _datasheet(name: str, threads: int) -> HardwareSpec:
     return spec
 
 
-def fit_framework(spec: HardwareSpec, threads: int, progress: bool) -> tuple[float, str]:
+def fit_framework(spec: HardwareSpec, threads: int, progress: bool,
+                  reference_s: float | None = None) -> tuple[float, Interval | None, str]:
     """Seconds of model Python per Python-level torch call (``host_calls``,
     :mod:`workloads.host_calls`): the mean over :data:`CALIBRATION_MODELS` of (wall - T) /
     calls, T without the term, at least 0, the wall the median of
-    :data:`FRAMEWORK_CAPTURES` captures; and a sentence for the provenance."""
+    :data:`FRAMEWORK_CAPTURES` captures taken in the state of the suite's sentinel
+    ``reference_s`` (:mod:`validation.machine_state`; up to :data:`FRAMEWORK_ATTEMPTS`); its
+    interval, the 10th and 90th percentile over every kept capture of that capture's
+    (wall - T) / calls over the term (None for a term of 0); and a sentence for the
+    provenance."""
     from sim.cost.cpu import host_calls
     from sim.simulator import simulate
     from workloads import capture_model
 
     spec = dataclasses.replace(spec, cpu_calibration=dataclasses.replace(
         spec.cpu_calibration, framework_s=0.0))
-    gaps, parts = [], []
+    gaps, each, parts = [], [], []
     for name, phase, seq in CALIBRATION_MODELS:
-        traces = [capture_model(name, phase=phase, seq=seq, mode="real", threads=threads,
-                                warmup=WARMUP_STEPS, repeat=1, progress=progress)
-                  for _ in range(FRAMEWORK_CAPTURES)]
-        walls = [float(t.meta["unrecorded_wall_s"]) for t in traces]
-        wall, trace = float(np.median(walls)), traces[0]
+        kept = captures_in_state(
+            lambda name=name, phase=phase, seq=seq: capture_model(
+                name, phase=phase, seq=seq, mode="real", threads=threads, warmup=WARMUP_STEPS,
+                repeat=1, progress=progress),
+            FRAMEWORK_CAPTURES, reference_s, FRAMEWORK_ATTEMPTS, threads=threads)
+        walls = [c.wall_s for c in kept]
+        wall, trace = float(np.median(walls)), kept[0].trace
         calls = sum(host_calls(op) for op in trace.ops)
-        gaps.append((wall - simulate(trace, spec).total_s) / calls)
+        kernels = simulate(trace, spec).total_s
+        gaps.append((wall - kernels) / calls)
+        each += [(w - kernels) / calls for w in walls]
         parts.append(f"{name} {phase} (s={seq}, {len(trace)} ops, {calls:.0f} calls, wall "
                      f"{wall * 1e6:.0f} us, {min(walls) * 1e6:.0f}-{max(walls) * 1e6:.0f} over "
-                     f"{len(walls)} captures): {gaps[-1] * 1e6:.2f} us/call")
+                     f"{len(walls)} captures, sentinel {_states(kept)}): "
+                     f"{gaps[-1] * 1e6:.2f} us/call")
     framework = max(0.0, float(np.mean(gaps)))
-    return framework, (f" Framework term {framework * 1e6:.2f} us per Python-level torch call, "
-                       f"the mean of (wall - predicted T) / calls over {'; '.join(parts)}.")
+    interval = None
+    if framework > 0:
+        low, high = (float(np.percentile(each, q)) / framework for q in _INTERVAL_PERCENTILES)
+        interval = Interval(max(low, 0.0), max(high, 0.0), count=len(each))
+    return framework, interval, (
+        f" Framework term {framework * 1e6:.2f} us per Python-level torch call, the mean of "
+        f"(wall - predicted T) / calls over {'; '.join(parts)}.")
+
+
+def _states(kept) -> str:
+    """The machine states of kept captures, for a provenance sentence."""
+    states = [c.state for c in kept]
+    return f"{min(states):+.0%} to {max(states):+.0%} of the suite's"
 
 
 def heldout_intervals(points: Sequence[Point], predicted: np.ndarray) -> dict[str, Interval]:

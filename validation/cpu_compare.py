@@ -65,16 +65,19 @@ def compare_cpu(specs: Sequence[str], quick: bool = False, threads: int = 1,
                   for c in sorted(set(kinds))]
     rows = []
     for name, phase, seq in (heldout_models(quick) if models is None else models):
-        trace, walls = capture_heldout(name, phase, seq, threads, progress)
+        trace, walls, states = capture_heldout(name, phase, seq, threads, progress,
+                                               loaded[0].cpu_calibration.sentinel_s, quick)
         wall = float(np.median(walls))
         totals = [simulate(trace, spec).total_s for spec in loaded]
         rows.append({"model": name, "phase": phase, "seq": seq, "measured_s": wall,
-                     "measured_walls_s": walls, "calibrated_s": totals,
+                     "measured_walls_s": walls, "machine_states": states,
+                     "calibrated_s": totals,
                      "errors": [t / wall - 1 for t in totals]})
     return {"schema": SCHEMA, "specs": [spec.name for spec in loaded],
             "spec_paths": [spec.path for spec in loaded], "threads": threads, "quick": quick,
             "protocol": ("held-out points timed once, each held-out model's wall the median of "
-                         f"{E2E_CAPTURES} captures; every spec prices the same measurements"),
+                         f"{E2E_CAPTURES} captures in the first spec's machine state; every "
+                         "spec prices the same measurements"),
             "categories": categories, "models": rows,
             "runtime_s": time.perf_counter() - start}
 

@@ -11,7 +11,9 @@ worst cases and the coverage of the calibrated 80 % intervals; per model the err
 
 Measured wall time: the median over :data:`E2E_CAPTURES` captures of
 ``meta["unrecorded_wall_s"]``, the fastest of a capture's warm-up steps, which run the model
-without the recorder. The recorded steps pay the recorder's Python work per
+without the recorder, taken in the machine state of the calibration
+(:mod:`validation.machine_state`: the sentinel within 10 % of the spec's; the JSON keeps each
+capture's state). The recorded steps pay the recorder's Python work per
 op (several us, more than most ops here) and leave caches cold between ops; the fastest of
 several steps is the one least disturbed by the other tenant of the shared cores.
 """
@@ -32,6 +34,7 @@ from sim.simulator import simulate
 from sim.spec_library import load_spec
 from validation.cpu_calibrate import CALIBRATION_MODELS, WARMUP_STEPS
 from validation.cpu_fit import Point, load_points, predict_points
+from validation.machine_state import STATE_BAND, captures_in_state
 from validation.metrics import summarize_errors
 from validation.microbench.suite import run_suite
 from validation.microbench.sweeps import build_cases
@@ -51,6 +54,9 @@ _QUICK_MODELS = 3
 #: fastest of its warm-up steps): one capture's wall moved by +-3.5 % within a minute
 #: (mixtral-tiny prefill, 2026-11-29), and the error of T is read against it.
 E2E_CAPTURES = 3
+#: Most captures of a held-out model taken to find :data:`E2E_CAPTURES` in the calibration's
+#: machine state.
+E2E_ATTEMPTS = 9
 #: Passes of the held-out sweep in a full validation (one in ``--quick``); a point's time is the
 #: median of its passes (``run_suite``). On 2026-11-29 three back-to-back one-pass validations of
 #: one spec gave a copy p90 of 27 / 21 / 14 %: single points moved 2-3x between runs (a 2944-
@@ -96,15 +102,19 @@ def heldout_models(quick: bool) -> list[tuple[str, str, int]]:
     return [m for m in models if m not in CALIBRATION_MODELS]
 
 
-def capture_heldout(name: str, phase: str, seq: int, threads: int, progress: bool):
-    """The first of :data:`E2E_CAPTURES` real captures of a held-out model and the walls of all
-    (each the fastest un-recorded warm-up step)."""
+def capture_heldout(name: str, phase: str, seq: int, threads: int, progress: bool,
+                    reference_s: float | None = None, quick: bool = False):
+    """:data:`E2E_CAPTURES` real captures of a held-out model taken in the machine state of the
+    calibration's sentinel ``reference_s`` (:mod:`validation.machine_state`; up to
+    :data:`E2E_ATTEMPTS`, one try each when ``quick``): the first's trace, the walls of all
+    (each the fastest un-recorded warm-up step) and their states."""
     from workloads import capture_model
 
-    traces = [capture_model(name, phase=phase, seq=seq, mode="real", threads=threads,
-                            warmup=WARMUP_STEPS, repeat=3, progress=progress)
-              for _ in range(E2E_CAPTURES)]
-    return traces[0], [float(t.meta["unrecorded_wall_s"]) for t in traces]
+    kept = captures_in_state(
+        lambda: capture_model(name, phase=phase, seq=seq, mode="real", threads=threads,
+                              warmup=WARMUP_STEPS, repeat=3, progress=progress),
+        E2E_CAPTURES, reference_s, E2E_CAPTURES if quick else E2E_ATTEMPTS, threads=threads)
+    return kept[0].trace, [c.wall_s for c in kept], [c.state for c in kept]
 
 
 def validate_cpu(spec_path_or_name: str, quick: bool = False, threads: int = 1,
@@ -125,7 +135,7 @@ def validate_cpu(spec_path_or_name: str, quick: bool = False, threads: int = 1,
                           if cal.sentinel_s else None),
         "categories": _categories(frame),
         "pooled": _summary(frame),
-        "models": [_model(name, phase, seq, spec, sheet, threads, progress)
+        "models": [_model(name, phase, seq, spec, sheet, threads, progress, quick)
                    for name, phase, seq in heldout_models(quick)],
         "points": _plot_points(frame),
     }
@@ -142,10 +152,13 @@ def _protocol(quick: bool) -> dict:
                         else f" in {FULL_PASSES} passes, the median of each point's passes"),
         "models": "captured real runs of models the calibration never sees; T vs the fastest "
                   f"un-recorded step (meta.unrecorded_wall_s), the median of {E2E_CAPTURES} "
-                  "captures",
+                  "captures taken in the calibration's machine state (sentinel within "
+                  f"{STATE_BAND:.0%} of the spec's; machine_states: each kept capture's "
+                  "sentinel / the spec's - 1)",
         "datasheet": "plain roofline on the datasheet spec at the same thread count",
         "interval": "10th-90th percentile of measured / predicted on the calibration's held-out "
-                    "points, per category (sim.cost.cpu_interval)",
+                    "points, per category, and of the framework term over its captures "
+                    "(sim.cost.cpu_interval)",
         "machine_drift": "sentinel kernel time now / at calibration - 1: > 0, the machine is "
                          "slower than when it was calibrated (e.g. the other tenant is busy)",
     }
@@ -196,9 +209,10 @@ def _plot_points(frame: pd.DataFrame) -> list[dict]:
 
 
 def _model(name: str, phase: str, seq: int, spec: HardwareSpec, sheet: HardwareSpec,
-           threads: int, progress: bool) -> dict:
+           threads: int, progress: bool, quick: bool) -> dict:
     """Capture one held-out model for real and compare T with its wall time."""
-    trace, walls = capture_heldout(name, phase, seq, threads, progress)
+    trace, walls, states = capture_heldout(name, phase, seq, threads, progress,
+                                           spec.cpu_calibration.sentinel_s, quick)
     wall = float(np.median(walls))
     calibrated = simulate(trace, spec)
     low, high = result_interval(calibrated, spec.cpu_calibration)
@@ -206,7 +220,7 @@ def _model(name: str, phase: str, seq: int, spec: HardwareSpec, sheet: HardwareS
     replay = simulate(trace, spec, cost_model=MeasuredCostModel()).total_s
     by_category = calibrated.ops.groupby("category")["t_s"].sum()
     return {"model": name, "phase": phase, "seq": seq, "ops": len(trace),
-            "measured_s": wall, "measured_walls_s": walls,
+            "measured_s": wall, "measured_walls_s": walls, "machine_states": states,
             "recorded_wall_s": float(trace.meta["measured_wall_s"]),
             "calibrated_s": calibrated.total_s, "datasheet_s": datasheet, "replay_s": replay,
             "interval_s": [low, high], "inside": bool(low <= wall <= high),
