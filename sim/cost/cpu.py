@@ -212,12 +212,13 @@ def gemm_terms(op: Op, cal: CpuCalibration, residency: Residency) -> dict[str, f
     if _is_weight_gemm(op) and residency.weight_reuse_bytes is not None:
         reuse = max(reuse, residency.weight_reuse_bytes)
     lanes = vector_lanes(cal.vector_bytes, op.dtype)
+    level, memory = level_index(cal, reuse), len(cal.levels) - 1
     return {"bmk": b * m * k, "bnk": b * n * k, "bmn": b * m * n, "flops": 2.0 * b * m * n * k,
             "kernel_flops": 2.0 * b * m * math.ceil(n / lanes) * lanes * k,
-            "b_bytes": b_bytes, "gemv": float(m == 1), "level": level_index(cal, reuse),
+            "b_bytes": b_bytes, "gemv": float(m == 1), "level": level,
             "fault_bytes": _fault_bytes(op, cal),
-            "cold": float(residency.cold and level_index(cal, b_bytes) < len(cal.levels) - 1),
-            "dram": float(level_index(cal, reuse) == len(cal.levels) - 1)}
+            "cold": float(residency.cold and level_index(cal, b_bytes) < memory),
+            "dram": float(level == memory)}
 
 
 def attention_terms(op: Op, cal: CpuCalibration, residency: Residency) -> dict[str, float]:

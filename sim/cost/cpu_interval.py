@@ -67,13 +67,13 @@ def result_interval(result: SimResult, cal: CpuCalibration) -> tuple[float, floa
     ops = result.ops
     framework = cal.intervals.get(FRAMEWORK) if cal is not None else None
     # the framework part of a critical t_pre: t_pre - dispatch (sim.cost.cpu)
-    python = ((ops["t_pre_s"] - cal.dispatch_s).clip(lower=0.0) * (ops["crit_pre_s"] > 0)
-              if framework is not None else 0.0 * ops["crit_pre_s"])
-    parts = (ops["crit_pre_s"] - python + ops["crit_calc_s"] + ops["crit_post_s"]).groupby(
+    framework_s = ((ops["t_pre_s"] - cal.dispatch_s).clip(lower=0.0) * (ops["crit_pre_s"] > 0)
+                   if framework is not None else 0.0 * ops["crit_pre_s"])
+    parts = (ops["crit_pre_s"] - framework_s + ops["crit_calc_s"] + ops["crit_post_s"]).groupby(
         ops["category"]).sum()
     sources = [(part, category_interval(cal, str(category))) for category, part in parts.items()]
     if framework is not None:
-        sources.append((float(python.sum()), framework))
+        sources.append((float(framework_s.sum()), framework))
     middle = half_sq = 0.0
     for part, interval in sources:
         middle += part * (interval.low + interval.high) / 2
