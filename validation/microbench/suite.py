@@ -6,7 +6,7 @@ torch threads, and returns one row per point (:data:`COLUMNS`), ops serialized a
 table round-trips through CSV (:func:`points_to_ops`). ``table.attrs["sentinel_s"]`` is the
 machine's state while the points were timed: the median over the run of the sentinel's time
 (:func:`sentinel_time`) after each chunk and at the end (one reading at the end moved with the
-state of that moment: 350 us after a suite whose state had been ~320 us, 2026-11-29).
+state of that moment: 350 us after a suite that had started at 316 us, 2026-11-29).
 """
 
 from __future__ import annotations
