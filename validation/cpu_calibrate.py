@@ -56,7 +56,7 @@ WARMUP_STEPS = 10
 FRAMEWORK_CAPTURES = 5
 #: Most captures of a framework model taken to find :data:`FRAMEWORK_CAPTURES` in the suite's
 #: machine state (:mod:`validation.machine_state`).
-FRAMEWORK_ATTEMPTS = 15
+FRAMEWORK_ATTEMPTS = 3 * FRAMEWORK_CAPTURES
 _REPO = Path(__file__).resolve().parent.parent
 _INTERVAL_PERCENTILES = (10, 90)
 
