@@ -91,6 +91,9 @@ def _add_capture(sub) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads while timing")
     p.add_argument("--repeat", type=int, default=1, help="recorded runs; median per op")
     p.add_argument("--warmup", type=int, default=1, help="un-recorded runs first (real mode)")
+    p.add_argument("--op-timer", default="auto", choices=("auto", "python"),
+                   help="real mode: time ops from inside the dispatcher (auto: when a C++ "
+                   "compiler can build the timer) or with the recorder's Python timer")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights and inputs")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("-o", "--output", required=True, help="trace file (.json or .json.gz)")

@@ -5,7 +5,9 @@ what the cost model needs to re-time it on any device: category, shapes and dtyp
 read and written, and ``attrs`` that give it a device-neutral meaning (a GEMM's ``b, m, n, k``; an
 attention's ``b, h_q, h_kv, s_q, s_k, d, causal``). ``deps`` are the ids of ops whose outputs it
 reads; ops are listed in the order the host issued them. ``measured_s`` is the op's duration on the
-machine it was captured on, when it was measured.
+machine it was captured on, when it was measured; ``measured_host_s`` the host time measured
+before it (since the previous op ended: the program's Python and the framework), when it was
+(a capture timed from inside the dispatcher, ``workloads.op_timer``).
 
 On disk a trace is JSON (gzip when the name ends in ``.gz``), one op per line so that large traces
 stream (:mod:`sim.trace_stream` reads and writes the files); see ``docs/trace-format.md`` and
@@ -92,6 +94,7 @@ class Op:
     sync: bool = False
     measured_s: float | None = None
     attrs: Mapping[str, Any] = field(default_factory=dict)
+    measured_host_s: float | None = None
 
     @property
     def bytes_total(self) -> float:
@@ -103,6 +106,8 @@ class Op:
         data["inputs"] = [{"shape": list(t.shape), "dtype": t.dtype} for t in self.inputs]
         data["outputs"] = [{"shape": list(t.shape), "dtype": t.dtype} for t in self.outputs]
         data["attrs"] = dict(self.attrs)
+        if self.measured_host_s is None:  # most traces have none: keep their files as they were
+            del data["measured_host_s"]
         return data
 
 
@@ -238,6 +243,7 @@ def _fast_op(item: Any) -> Op | None:
     flops, read, written = get("flops", 0.0), get("bytes_read", 0.0), get("bytes_written", 0.0)
     stream, rank, kernels = get("stream", 0), get("rank", 0), get("num_kernels", 1)
     measured_s, deps = get("measured_s"), get("deps", [])
+    host_s = get("measured_host_s")
     if not (type(op_id) is int and op_id >= 0 and type(name) is str and type(module) is str
             and type(category) is str and category in _CATEGORY_SET and type(phase) is str
             and phase in _PHASE_SET and type(dtype) is str and dtype in DTYPE_BYTES
@@ -247,7 +253,8 @@ def _fast_op(item: Any) -> Op | None:
             and type(flops) in _NUMBER and 0 <= flops <= _MAX_FLOPS
             and type(read) in _NUMBER and 0 <= read <= _MAX_BYTES
             and type(written) in _NUMBER and 0 <= written <= _MAX_BYTES
-            and (measured_s is None or (type(measured_s) in _NUMBER and 0 <= measured_s <= 1e6))):
+            and (measured_s is None or (type(measured_s) in _NUMBER and 0 <= measured_s <= 1e6))
+            and (host_s is None or (type(host_s) in _NUMBER and 0 <= host_s <= 1e6))):
         return None
     inputs, outputs = _fast_tensors(get("inputs", [])), _fast_tensors(get("outputs", []))
     if inputs is None or outputs is None or not all(type(dep) is int for dep in deps):
@@ -256,7 +263,8 @@ def _fast_op(item: Any) -> Op | None:
               bytes_written=float(written), deps=tuple(deps), inputs=inputs, outputs=outputs,
               dtype=dtype, stream=stream, rank=rank, module=module, phase=phase,
               num_kernels=kernels, sync=sync,
-              measured_s=None if measured_s is None else float(measured_s), attrs=dict(attrs))
+              measured_s=None if measured_s is None else float(measured_s), attrs=dict(attrs),
+              measured_host_s=None if host_s is None else float(host_s))
 
 
 def _fast_tensors(items: Any) -> tuple[TensorMeta, ...] | None:
@@ -325,6 +333,7 @@ def _op_from_dict(item: object, source: str, where: str) -> Op:
         sync=bool(get.raw("sync", False, bool)),
         measured_s=get.number("measured_s", None, high=1e6),
         attrs=dict(get.raw("attrs", {}, Mapping)),
+        measured_host_s=get.number("measured_host_s", None, high=1e6),
     )
 
 

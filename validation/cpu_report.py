@@ -66,6 +66,23 @@ def _model_rows(results: dict) -> list[list[str]]:
              "yes" if m["inside"] else "no"] for m in results["models"]]
 
 
+_SPLIT = ["model", "op timer", "ops measured", "ops model", "ops error", "host measured",
+          "host model", "host error"]
+
+
+def _split_rows(results: dict) -> list[list[str]]:
+    """Per model: the step's op time and host time, measured (dispatcher timer) and modelled."""
+    rows = []
+    for m in results["models"]:
+        if "measured_ops_s" not in m:
+            continue
+        rows.append([f"{m['model']} {m['phase']}", m["op_timer"], _us(m["measured_ops_s"]),
+                     _us(m["calibrated_ops_s"]), f"{m['ops_error']:+.1%}",
+                     _us(m["measured_host_s"]), _us(m["calibrated_host_s"]),
+                     f"{m['host_error']:+.1%}"])
+    return rows
+
+
 def _scatter(results: dict) -> go.Figure:
     fig = go.Figure()
     values = []
@@ -132,6 +149,8 @@ def cpu_report_html(results: dict) -> str:
         "<h2>Held-out models (end to end)</h2>",
         _table(["model", "ops", "measured", "calibrated", "error", "datasheet error",
                 "replay error", "interval", "inside"], _model_rows(results)),
+        "<h2>Where each step's time goes: ops and host, measured and modelled</h2>",
+        _table(_SPLIT, _split_rows(results)),
         *figures,
     ]
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>tksim CPU validation"
@@ -150,4 +169,5 @@ def cpu_results_markdown(results: dict) -> str:
     return (md(["category", "points", "median APE", "p90 APE", "bias", "datasheet median",
                 "datasheet p90", "in 80% interval"], categories) + "\n"
             + md(["model", "ops", "measured", "calibrated", "error", "datasheet error",
-                  "replay error", "interval", "inside"], _model_rows(results)))
+                  "replay error", "interval", "inside"], _model_rows(results))
+            + ("\n" + md(_SPLIT, split) if (split := _split_rows(results)) else ""))

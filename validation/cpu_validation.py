@@ -5,7 +5,9 @@ the micro-benchmark sweep (fresh measurements; never used by a fit) and compares
 CPU sub-model on the calibrated spec and with the plain roofline on the datasheet spec it came
 from; then it captures real runs of models that no calibration uses (:data:`E2E_MODELS`),
 simulates them on both specs and compares the total T with the measured wall time of the step,
-and replays each capture's own per-op measurements (:class:`sim.cost.MeasuredCostModel`).
+and replays each capture's own measurements (:class:`sim.cost.MeasuredCostModel`: each op's time
+and the host time before it, timed from inside the dispatcher, ``workloads.op_timer``). With
+those, each model's step splits into op time and host time, measured and modelled.
 The result is a JSON-able dict (:data:`SCHEMA`): per category count, median / p90 APE, bias,
 worst cases and the coverage of the calibrated 80 % intervals; per model the errors of T.
 
@@ -219,6 +221,7 @@ def _model(name: str, phase: str, seq: int, spec: HardwareSpec, sheet: HardwareS
     datasheet = simulate(trace, sheet).total_s
     replay = simulate(trace, spec, cost_model=MeasuredCostModel()).total_s
     by_category = calibrated.ops.groupby("category")["t_s"].sum()
+    model_ops = float(calibrated.ops["crit_calc_s"].sum())  # the ops' part of T
     return {"model": name, "phase": phase, "seq": seq, "ops": len(trace),
             "measured_s": wall, "measured_walls_s": walls, "machine_states": states,
             "recorded_wall_s": float(trace.meta["measured_wall_s"]),
@@ -226,7 +229,22 @@ def _model(name: str, phase: str, seq: int, spec: HardwareSpec, sheet: HardwareS
             "interval_s": [low, high], "inside": bool(low <= wall <= high),
             "calibrated_error": calibrated.total_s / wall - 1,
             "datasheet_error": datasheet / wall - 1, "replay_error": replay / wall - 1,
-            "calibrated_by_category_s": {str(k): float(v) for k, v in by_category.items()}}
+            "calibrated_by_category_s": {str(k): float(v) for k, v in by_category.items()},
+            **_split(trace, model_ops, calibrated.total_s - model_ops)}
+
+
+def _split(trace, model_ops_s: float, model_host_s: float) -> dict:
+    """The step's time split into ops and host, measured (a trace timed from inside the
+    dispatcher: ``workloads.op_timer``) and modelled: the ops' error inside a real step and the
+    host's, apart."""
+    meta = trace.meta
+    out = {"op_timer": meta.get("op_timer", "python"), "calibrated_ops_s": model_ops_s,
+           "calibrated_host_s": model_host_s}
+    if out["op_timer"] == "dispatcher":
+        ops, host = float(meta["sum_measured_s"]), float(meta["measured_host_s"])
+        out.update({"measured_ops_s": ops, "measured_host_s": host,
+                    "ops_error": model_ops_s / ops - 1, "host_error": model_host_s / host - 1})
+    return out
 
 
 def _targets(results: dict) -> list[dict]:

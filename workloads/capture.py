@@ -8,17 +8,28 @@ training step of any module (built in ``workloads.fake.fake_mode()`` for a fake 
 
 Recording: ``warmup`` un-recorded steps, then ``repeat`` recorded ones, each under a
 ``workloads.recorder.OpRecorder`` on top of the tensor mode, with
-``workloads.module_path.ModulePath`` for module paths. Each op's ``measured_s`` is its median over
-the recorded steps, which must issue the same ops. Fake captures are not timed: one recorded step,
-no warm-up.
+``workloads.module_path.ModulePath`` for module paths. Fake captures are not timed: one recorded
+step, no warm-up.
+
+Op times (``measured_s``): with ``op_timer="auto"`` (the default) and a C++ toolchain, each op's
+median over ``repeat`` more steps timed from inside the dispatcher (``workloads.op_timer``: one
+step to line its events up with the recorded ops, then the timed ones, without the recorder);
+``meta["op_timer"]`` says ``"dispatcher"``, and each op also gets ``measured_host_s``, the host
+time before it in those steps, less the timer's own cost per event measured in a loop (0.7-0.8
+us here; in a model step it costs more, see ``docs/cpu-validation.md``). Otherwise
+(``op_timer="python"``, no compiler, or steps that do not line up) the recorder's own times, its
+median over the recorded steps, which pay several us of Python per op: ``"python"``, with
+``meta["op_timer_note"]`` saying why.
 
 Timing: torch runs on ``threads`` intra-op threads (restored afterwards); on shared cores, keep it
 at 1 and use ``repeat`` > 1. ``meta["measured_wall_s"]`` is the wall time of a recorded step,
-recorder overhead included; ``meta["unrecorded_wall_s"]`` that of the fastest warm-up step.
+recorder overhead included; ``meta["unrecorded_wall_s"]`` that of the fastest warm-up step;
+``meta["timed_wall_s"]`` the median of the dispatcher-timed steps (the timer's cost included).
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import statistics
 import time
@@ -40,6 +51,16 @@ from workloads.memory import check_fits, estimate_bytes
 from workloads.models import TORCH_DTYPES_BY_NAME, build_model, is_encoder, num_experts
 from workloads.module_path import ModulePath
 from workloads.moe import apply_static_routing
+from workloads.op_timer import (
+    TimedStep,
+    event_cost,
+    now_ns,
+    op_times,
+    timer_module,
+    timer_unavailable,
+    top_events,
+    tree_events,
+)
 from workloads.phases import Decode, Forward, Program, Train, token_ids
 from workloads.progress import Stages
 from workloads.recorder import OpRecorder
@@ -52,10 +73,15 @@ from workloads.request import (
     make_request,
 )
 
-__all__ = ["capture_model", "capture_module", "MAX_BATCH", "MAX_REAL_TOKENS"]
+__all__ = ["capture_model", "capture_module", "MAX_BATCH", "MAX_REAL_TOKENS", "OP_TIMERS"]
 
 #: Phases of ``capture_module``: a forward without autograd, or a training step.
 MODULE_PHASES = ("forward", "train")
+#: Un-timed steps between the recorder's steps and the timed ones (``op_timer="auto"``): the first
+#: plain steps after recorded ones ran up to 1.4x slower (llama-tiny decode, 2026-11-29).
+REWARM_STEPS = 2
+#: How a real capture times its ops (module doc).
+OP_TIMERS = ("auto", "python")
 
 
 def capture_model(name: str | None = None, *, hf_config: str | Path | None = None,
@@ -63,7 +89,7 @@ def capture_model(name: str | None = None, *, hf_config: str | Path | None = Non
                   context: int | None = None, dtype: str = "fp32", mode: str = "real",
                   threads: int = 1, warmup: int = 1, repeat: int = 1, seed: int = 0,
                   layers: int | None = None, moe_skew: float | None = None,
-                  progress: bool = False) -> Trace:
+                  op_timer: str = "auto", progress: bool = False) -> Trace:
     """Trace one step of ``phase`` of built-in model ``name`` or of the HF ``config.json`` at
     ``hf_config``, with random weights and token ids drawn from ``seed``.
 
@@ -71,8 +97,10 @@ def capture_model(name: str | None = None, *, hf_config: str | Path | None = Non
     ``context`` tokens (default ``seq``) in the KV cache; train: forward with labels, backward,
     AdamW step. ``mode="fake"`` captures any size without allocating it (no ``measured_s``);
     ``layers`` overrides the number of layers; ``moe_skew`` the MoE routing assumption (Zipf
-    exponent, 0 = balanced, the default). Bad input: :class:`InputError` naming the flag.
+    exponent, 0 = balanced, the default); ``op_timer`` how ops are timed (module doc). Bad
+    input: :class:`InputError` naming the flag.
     """
+    _check_op_timer(op_timer)
     request = make_request(name, hf_config=hf_config, phase=phase, batch=batch, seq=seq,
                            context=context, dtype=dtype, mode=mode, threads=threads,
                            warmup=warmup, repeat=repeat, seed=seed, layers=layers,
@@ -81,8 +109,9 @@ def capture_model(name: str | None = None, *, hf_config: str | Path | None = Non
         _check_memory(request)
     fake = fake_mode() if request.mode == "fake" else None
     warmup, repeat = (0, 1) if fake is not None else (request.warmup, request.repeat)
-    stages = Stages(total=2 + warmup + repeat, desc=f"capture {request.name} {request.phase}",
-                    enabled=progress)
+    timer = op_timer if fake is None else None
+    stages = Stages(total=2 + warmup + repeat + (timer == "auto"),
+                    desc=f"capture {request.name} {request.phase}", enabled=progress)
     try:
         with entered(fake):
             with stages.stage("build"):
@@ -91,7 +120,7 @@ def capture_model(name: str | None = None, *, hf_config: str | Path | None = Non
                     apply_static_routing(model, request.routing)
             program = _program(request, model)
             ops, timing = _capture(program, threads=request.threads, warmup=warmup,
-                                   repeat=repeat, stages=stages)
+                                   repeat=repeat, stages=stages, op_timer=timer)
     finally:
         stages.close()
     meta = {**_request_meta(request, model), **program.meta(), "warmup": warmup,
@@ -104,13 +133,14 @@ def capture_module(module: nn.Module, example_inputs: Any, *, name: str = "custo
                    threads: int = 1, warmup: int = 1, repeat: int = 1, phase: str = "forward",
                    meta: Mapping[str, Any] | None = None,
                    loss_fn: Callable[[Any], torch.Tensor] | None = None,
-                   progress: bool = False) -> Trace:
+                   op_timer: str = "auto", progress: bool = False) -> Trace:
     """Trace ``module(*example_inputs)`` (a tuple / list of arguments, a dict of keyword
     arguments, or one tensor): ``phase="forward"`` under ``torch.no_grad()``, or ``"train"``:
     forward, ``loss_fn(output)`` (default: the output itself if a scalar, else its ``.loss``),
     backward, AdamW step. A module built in ``workloads.fake.fake_mode()`` is captured fake.
-    ``meta`` is merged into the trace's meta.
+    ``meta`` is merged into the trace's meta; ``op_timer`` as in :func:`capture_model`.
     """
+    _check_op_timer(op_timer)
     args, kwargs = _as_call(example_inputs)
     check_int("--threads", threads, 1, os.cpu_count() or 1, why="this machine's CPU count")
     check_int("--warmup", warmup, 0, MAX_REPEATS)
@@ -120,13 +150,15 @@ def capture_module(module: nn.Module, example_inputs: Any, *, name: str = "custo
                          field="phase")
     fake = fake_mode_of(module, (args, kwargs))
     warmup, repeat = (0, 1) if fake is not None else (warmup, repeat)
+    timer = op_timer if fake is None else None
     program = (Train(module, lambda: (args, kwargs), loss_fn or _default_loss)
                if phase == "train" else Forward(module, lambda: (args, kwargs)))
-    stages = Stages(total=1 + warmup + repeat, desc=f"capture {name}", enabled=progress)
+    stages = Stages(total=1 + warmup + repeat + (timer == "auto"), desc=f"capture {name}",
+                    enabled=progress)
     try:
         with entered(fake):
             ops, timing = _capture(program, threads=threads, warmup=warmup, repeat=repeat,
-                                   stages=stages)
+                                   stages=stages, op_timer=timer)
     finally:
         stages.close()
     all_meta = {"phase": phase, **program.meta(), "warmup": warmup, "repeat": repeat,
@@ -153,9 +185,10 @@ def _program(request: CaptureRequest, model: nn.Module) -> Program:
     return Forward(model, inputs)
 
 
-def _capture(program: Program, *, threads: int, warmup: int, repeat: int,
-             stages: Stages) -> tuple[list[Op], dict[str, float | None]]:
-    """prepare, ``warmup`` un-recorded steps, ``repeat`` recorded ones: ops and wall times."""
+def _capture(program: Program, *, threads: int, warmup: int, repeat: int, stages: Stages,
+             op_timer: str | None) -> tuple[list[Op], dict[str, Any]]:
+    """prepare, ``warmup`` un-recorded steps, ``repeat`` recorded ones, then (``op_timer``
+    ``"auto"``) the dispatcher-timed steps: ops and how they were timed (module doc)."""
     with torch_threads(threads), static_hf_checks():
         with stages.stage("prepare"):
             program.prepare()
@@ -169,10 +202,54 @@ def _capture(program: Program, *, threads: int, warmup: int, repeat: int,
         for i in range(repeat):
             with stages.stage(f"record {i + 1}/{repeat}"):
                 runs.append(_record(program, stages))
-    return _median_times([ops for ops, _ in runs]), {
-        "measured_wall_s": statistics.median(wall_s for _, wall_s in runs),
-        "unrecorded_wall_s": min(unrecorded_s) if unrecorded_s else None,
-    }
+        ops = _median_times([ops for ops, _ in runs])
+        timing: dict[str, Any] = {
+            "measured_wall_s": statistics.median(wall_s for _, wall_s in runs),
+            "unrecorded_wall_s": min(unrecorded_s) if unrecorded_s else None,
+        }
+        if op_timer is not None:
+            ops, timed = _time_ops(program, ops, repeat, stages, op_timer)
+            timing.update(timed)
+    return ops, timing
+
+
+def _time_ops(program: Program, ops: list[Op], steps: int, stages: Stages,
+              op_timer: str) -> tuple[list[Op], dict[str, Any]]:
+    """The ops with their dispatcher-timed ``measured_s`` and ``measured_host_s`` (the host time
+    before each) when the timer can be built and the steps line up with the recorded ops
+    (``workloads.op_timer``); else as recorded. The meta gets the host time after the last op
+    (``measured_host_after_s``) and in all (``measured_host_s``)."""
+    module = timer_module() if op_timer == "auto" else None
+    if module is None:
+        note = timer_unavailable() if op_timer == "auto" else "asked for (op_timer='python')"
+        return ops, {"op_timer": "python", "op_timer_note": note}
+    with stages.stage(f"time ops ({steps} steps)"):
+        gc.collect()  # the recorder's garbage: a collection inside a timed step is host time
+        event_s = event_cost(module)
+        with tree_events(module) as tree:
+            program.run(None)
+        for _ in range(REWARM_STEPS):  # the first steps after the recorder's run slow
+            program.run(None)
+        timed = []
+        for _ in range(steps):
+            with top_events(module) as events:
+                start = now_ns(module)
+                program.run(None)
+                end = now_ns(module)
+            timed.append(TimedStep(events, start, end))
+    timing = op_times(tree, timed, [op.name for op in ops],
+                      [op.category == "view" for op in ops], event_s)
+    if timing is None:
+        return ops, {"op_timer": "python", "op_timer_note": "the dispatcher's events did not "
+                     "line up with the recorded ops"}
+    timed_ops = [replace(op, measured_s=t, measured_host_s=host)
+                 for op, t, host in zip(ops, timing.op_s, timing.host_s, strict=True)]
+    return timed_ops, {
+        "op_timer": "dispatcher", "op_timer_event_s": event_s,
+        "timed_wall_s": statistics.median((s.end_ns - s.start_ns) * 1e-9 for s in timed),
+        "measured_host_s": sum(timing.host_s) + timing.after_s,
+        "measured_host_after_s": timing.after_s,
+        "recorder_sum_s": sum(op.measured_s for op in ops)}
 
 
 def _record(program: Program, stages: Stages) -> tuple[list[Op], float]:
@@ -200,11 +277,17 @@ def _median_times(runs: list[list[Op]]) -> list[Op]:
             for op in first]
 
 
+def _check_op_timer(op_timer: str) -> None:
+    if op_timer not in OP_TIMERS:
+        raise InputError(f"unknown op timer {op_timer!r}; one of {', '.join(OP_TIMERS)}",
+                         field="--op-timer")
+
+
 def _structure(op: Op) -> tuple:
     return op.name, op.inputs, op.outputs, op.deps, op.module
 
 
-def _trace(ops: list[Op], timing: Mapping[str, float | None], *, name: str, mode: str,
+def _trace(ops: list[Op], timing: Mapping[str, Any], *, name: str, mode: str,
            threads: int, meta: Mapping[str, Any]) -> Trace:
     real = mode == "real"
     measured = [op.measured_s for op in ops]
@@ -217,6 +300,7 @@ def _trace(ops: list[Op], timing: Mapping[str, float | None], *, name: str, mode
         "measured_wall_s": timing["measured_wall_s"] if real else None,
         "sum_measured_s": sum(m for m in measured if m is not None) if real else None,
         "unrecorded_wall_s": timing["unrecorded_wall_s"],
+        **{k: v for k, v in timing.items() if k not in ("measured_wall_s", "unrecorded_wall_s")},
         **meta,
     })
 

@@ -158,7 +158,9 @@ def _collective(op: Op, spec: HardwareSpec, params: GpuParams | None) -> KernelT
 
 
 class MeasuredCostModel:
-    """Replays ``measured_s`` as t_calc (t_pre = t_post = 0): no model, only the measurement."""
+    """Replays ``measured_s`` as t_calc and ``measured_host_s`` (the host time measured before
+    the op, in a real capture timed from inside the dispatcher: ``workloads.op_timer``) as t_pre,
+    0 where the trace has none: no model, only the measurement."""
 
     name = "measured"
 
@@ -166,7 +168,8 @@ class MeasuredCostModel:
         if op.measured_s is None:
             raise InputError(f"op {op.id} ({op.name}) has no measured_s; replay needs a trace "
                              "captured with --real", field="measured_s")
-        return OpCost(0.0, op.measured_s, 0.0, "measured", {"measured_s": op.measured_s})
+        return OpCost(op.measured_host_s or 0.0, op.measured_s, 0.0, "measured",
+                      {"measured_s": op.measured_s})
 
 
 COST_MODELS = {"roofline": RooflineCostModel, "calibrated": CalibratedCostModel,
