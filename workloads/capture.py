@@ -12,8 +12,9 @@ Recording: ``warmup`` un-recorded steps, then ``repeat`` recorded ones, each und
 step, no warm-up.
 
 Op times (``measured_s``): with ``op_timer="auto"`` (the default) and a C++ toolchain, each op's
-median over ``repeat`` more steps timed from inside the dispatcher (``workloads.op_timer``: one
-step to line its events up with the recorded ops, then the timed ones, without the recorder);
+median over ``repeat`` more steps timed from inside the dispatcher between the warm-up and the
+recorded steps (``workloads.op_timer``: one step to line its events up with the recorded ops,
+then the timed ones, without the recorder);
 ``meta["op_timer"]`` says ``"dispatcher"``, and each op also gets ``measured_host_s``, the host
 time before it in those steps, less the timer's own cost per event measured in a loop (0.7-0.8
 us here; in a model step it costs more, see ``docs/cpu-validation.md``). Otherwise
@@ -29,12 +30,11 @@ recorder overhead included; ``meta["unrecorded_wall_s"]`` that of the fastest wa
 
 from __future__ import annotations
 
-import gc
 import os
 import statistics
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ from workloads.models import TORCH_DTYPES_BY_NAME, build_model, is_encoder, num_
 from workloads.module_path import ModulePath
 from workloads.moe import apply_static_routing
 from workloads.op_timer import (
+    Event,
     TimedStep,
     event_cost,
     now_ns,
@@ -77,9 +78,10 @@ __all__ = ["capture_model", "capture_module", "MAX_BATCH", "MAX_REAL_TOKENS", "O
 
 #: Phases of ``capture_module``: a forward without autograd, or a training step.
 MODULE_PHASES = ("forward", "train")
-#: Un-timed steps between the recorder's steps and the timed ones (``op_timer="auto"``): the first
-#: plain steps after recorded ones ran up to 1.4x slower (llama-tiny decode, 2026-11-29).
-REWARM_STEPS = 2
+#: Plain steps between the dispatcher's tree step and its timed steps: the first steps after other
+#: work run slow (llama-tiny decode, 2026-11-29: 2103 us tree step, then 1069, 864, 724 us timed
+#: steps after 531-627 us warm-ups).
+SETTLE_STEPS = 3
 #: How a real capture times its ops (module doc).
 OP_TIMERS = ("auto", "python")
 
@@ -187,8 +189,10 @@ def _program(request: CaptureRequest, model: nn.Module) -> Program:
 
 def _capture(program: Program, *, threads: int, warmup: int, repeat: int, stages: Stages,
              op_timer: str | None) -> tuple[list[Op], dict[str, Any]]:
-    """prepare, ``warmup`` un-recorded steps, ``repeat`` recorded ones, then (``op_timer``
-    ``"auto"``) the dispatcher-timed steps: ops and how they were timed (module doc)."""
+    """prepare, ``warmup`` un-recorded steps, (``op_timer="auto"``) the dispatcher-timed steps,
+    ``repeat`` recorded ones: ops and how they were timed (module doc). The timed steps come
+    before the recorded ones: plain steps right after recorded ones ran 1.3-1.8x slower than
+    before them (llama-tiny decode, 2026-11-29)."""
     with torch_threads(threads), static_hf_checks():
         with stages.stage("prepare"):
             program.prepare()
@@ -198,37 +202,44 @@ def _capture(program: Program, *, threads: int, warmup: int, repeat: int, stages
                 start = time.perf_counter()
                 program.run(None)
                 unrecorded_s.append(time.perf_counter() - start)
+        dispatcher = _dispatcher_steps(program, repeat, stages, op_timer)
         runs = []
         for i in range(repeat):
             with stages.stage(f"record {i + 1}/{repeat}"):
                 runs.append(_record(program, stages))
-        ops = _median_times([ops for ops, _ in runs])
-        timing: dict[str, Any] = {
-            "measured_wall_s": statistics.median(wall_s for _, wall_s in runs),
-            "unrecorded_wall_s": min(unrecorded_s) if unrecorded_s else None,
-        }
-        if op_timer is not None:
-            ops, timed = _time_ops(program, ops, repeat, stages, op_timer)
-            timing.update(timed)
+    ops = _median_times([ops for ops, _ in runs])
+    timing: dict[str, Any] = {
+        "measured_wall_s": statistics.median(wall_s for _, wall_s in runs),
+        "unrecorded_wall_s": min(unrecorded_s) if unrecorded_s else None,
+    }
+    if op_timer is not None:
+        ops, timed = _timed_ops(ops, dispatcher)
+        timing.update(timed)
     return ops, timing
 
 
-def _time_ops(program: Program, ops: list[Op], steps: int, stages: Stages,
-              op_timer: str) -> tuple[list[Op], dict[str, Any]]:
-    """The ops with their dispatcher-timed ``measured_s`` and ``measured_host_s`` (the host time
-    before each) when the timer can be built and the steps line up with the recorded ops
-    (``workloads.op_timer``); else as recorded. The meta gets the host time after the last op
-    (``measured_host_after_s``) and in all (``measured_host_s``)."""
+@dataclass(frozen=True)
+class _DispatcherRun:
+    """The dispatcher timer's steps: one tree step, the timed ones, the timer's cost per event."""
+
+    tree: list[Event]
+    steps: list[TimedStep]
+    event_s: float
+
+
+def _dispatcher_steps(program: Program, steps: int, stages: Stages,
+                      op_timer: str | None) -> _DispatcherRun | str | None:
+    """Run the tree step and ``steps`` timed steps (``workloads.op_timer``); or why not: a note
+    (``op_timer="python"``, no toolchain); None without timing (a fake capture)."""
+    if op_timer is None:
+        return None
     module = timer_module() if op_timer == "auto" else None
     if module is None:
-        note = timer_unavailable() if op_timer == "auto" else "asked for (op_timer='python')"
-        return ops, {"op_timer": "python", "op_timer_note": note}
+        return timer_unavailable() if op_timer == "auto" else "asked for (op_timer='python')"
     with stages.stage(f"time ops ({steps} steps)"):
-        gc.collect()  # the recorder's garbage: a collection inside a timed step is host time
-        event_s = event_cost(module)
         with tree_events(module) as tree:
             program.run(None)
-        for _ in range(REWARM_STEPS):  # the first steps after the recorder's run slow
+        for _ in range(SETTLE_STEPS):
             program.run(None)
         timed = []
         for _ in range(steps):
@@ -237,16 +248,27 @@ def _time_ops(program: Program, ops: list[Op], steps: int, stages: Stages,
                 program.run(None)
                 end = now_ns(module)
             timed.append(TimedStep(events, start, end))
-    timing = op_times(tree, timed, [op.name for op in ops],
-                      [op.category == "view" for op in ops], event_s)
+        event_s = event_cost(module)
+    return _DispatcherRun(tree, timed, event_s)
+
+
+def _timed_ops(ops: list[Op], run: _DispatcherRun | str) -> tuple[list[Op], dict[str, Any]]:
+    """The ops with their dispatcher-timed ``measured_s`` and ``measured_host_s`` (the host time
+    before each) when the timer ran and its steps line up with the recorded ops; else as
+    recorded. The meta gets the host time after the last op (``measured_host_after_s``) and in
+    all (``measured_host_s``)."""
+    if isinstance(run, str):
+        return ops, {"op_timer": "python", "op_timer_note": run}
+    timing = op_times(run.tree, run.steps, [op.name for op in ops],
+                      [op.category == "view" for op in ops], run.event_s)
     if timing is None:
         return ops, {"op_timer": "python", "op_timer_note": "the dispatcher's events did not "
                      "line up with the recorded ops"}
     timed_ops = [replace(op, measured_s=t, measured_host_s=host)
                  for op, t, host in zip(ops, timing.op_s, timing.host_s, strict=True)]
     return timed_ops, {
-        "op_timer": "dispatcher", "op_timer_event_s": event_s,
-        "timed_wall_s": statistics.median((s.end_ns - s.start_ns) * 1e-9 for s in timed),
+        "op_timer": "dispatcher", "op_timer_event_s": run.event_s,
+        "timed_wall_s": statistics.median((s.end_ns - s.start_ns) * 1e-9 for s in run.steps),
         "measured_host_s": sum(timing.host_s) + timing.after_s,
         "measured_host_after_s": timing.after_s,
         "recorder_sum_s": sum(op.measured_s for op in ops)}
