@@ -66,5 +66,13 @@ def test_quick_calibrate_and_validate_end_to_end(tmp_path):
     assert {c["category"] for c in results["categories"]} >= {"gemm", "elementwise"}
     assert all(math.isfinite(m["calibrated_s"]) and m["measured_s"] > 0
                for m in results["models"])
+    for m in results["models"]:
+        if m["op_timer"] != "dispatcher":  # no C++ toolchain here: the recorder's times
+            continue
+        # on a CPU the replay runs each op's measured host time, then the op, one after the
+        # other: exactly the measured parts but the host time after the last op
+        assert m["replay_s"] == pytest.approx(
+            m["measured_ops_s"] + m["measured_host_s"] - m["measured_host_after_s"], rel=1e-9)
+        assert m["measured_host_s"] > 0 and m["measured_ops_s"] > 0
     page = write_cpu_report(results, tmp_path / "report.html")
     assert "Held-out models" in page.read_text()

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from sim.cost import CalibratedCostModel, MeasuredCostModel, cost_ops
+from sim.cost.cpu import host_calls
 from sim.cost.cpu_interval import category_interval, result_interval
 from sim.errors import InputError
 from sim.hardware import HardwareSpec
@@ -158,6 +159,12 @@ def _protocol(quick: bool) -> dict:
                   f"{STATE_BAND:.0%} of the spec's; machine_states: each kept capture's "
                   "sentinel / the spec's - 1)",
         "datasheet": "plain roofline on the datasheet spec at the same thread count",
+        "replay": "the first kept capture simulated with its own measurements (measured_s: each "
+                  "op timed inside the dispatcher; measured_host_s: the host time before it, "
+                  "less the timer's cost per event measured in a loop), vs the same measured wall",
+        "split": "ops: the dispatcher-timed op times vs the model's T less its framework term; "
+                 "host: the measured time between ops vs the framework term (the Python side "
+                 "of each torch call is host when measured, dispatch when modelled)",
         "interval": "10th-90th percentile of measured / predicted on the calibration's held-out "
                     "points, per category, and of the framework term over its captures "
                     "(sim.cost.cpu_interval)",
@@ -221,7 +228,7 @@ def _model(name: str, phase: str, seq: int, spec: HardwareSpec, sheet: HardwareS
     datasheet = simulate(trace, sheet).total_s
     replay = simulate(trace, spec, cost_model=MeasuredCostModel()).total_s
     by_category = calibrated.ops.groupby("category")["t_s"].sum()
-    model_ops = float(calibrated.ops["crit_calc_s"].sum())  # the ops' part of T
+    framework = spec.cpu_calibration.framework_s * sum(host_calls(op) for op in trace.ops)
     return {"model": name, "phase": phase, "seq": seq, "ops": len(trace),
             "measured_s": wall, "measured_walls_s": walls, "machine_states": states,
             "recorded_wall_s": float(trace.meta["measured_wall_s"]),
@@ -230,20 +237,24 @@ def _model(name: str, phase: str, seq: int, spec: HardwareSpec, sheet: HardwareS
             "calibrated_error": calibrated.total_s / wall - 1,
             "datasheet_error": datasheet / wall - 1, "replay_error": replay / wall - 1,
             "calibrated_by_category_s": {str(k): float(v) for k, v in by_category.items()},
-            **_split(trace, model_ops, calibrated.total_s - model_ops)}
+            **_split(trace, calibrated.total_s - framework, framework)}
 
 
-def _split(trace, model_ops_s: float, model_host_s: float) -> dict:
+def _split(trace, model_ops_s: float, model_framework_s: float) -> dict:
     """The step's time split into ops and host, measured (a trace timed from inside the
-    dispatcher: ``workloads.op_timer``) and modelled: the ops' error inside a real step and the
-    host's, apart."""
+    dispatcher: ``workloads.op_timer``) and modelled (ops with their dispatch; the framework
+    term): where the error of T comes from. The boundaries differ by the Python side of each
+    torch call (argument parsing, wrapping the result), measured as host and modelled as
+    dispatch."""
     meta = trace.meta
     out = {"op_timer": meta.get("op_timer", "python"), "calibrated_ops_s": model_ops_s,
-           "calibrated_host_s": model_host_s}
+           "calibrated_framework_s": model_framework_s}
     if out["op_timer"] == "dispatcher":
         ops, host = float(meta["sum_measured_s"]), float(meta["measured_host_s"])
         out.update({"measured_ops_s": ops, "measured_host_s": host,
-                    "ops_error": model_ops_s / ops - 1, "host_error": model_host_s / host - 1})
+                    "measured_host_after_s": float(meta["measured_host_after_s"]),
+                    "ops_error": model_ops_s / ops - 1,
+                    "host_error": model_framework_s / host - 1})
     return out
 
 
