@@ -12,14 +12,14 @@ Recording: ``warmup`` un-recorded steps, then ``repeat`` recorded ones, each und
 step, no warm-up.
 
 Op times (``measured_s``): with ``op_timer="auto"`` (the default) and a C++ toolchain, each op's
-median over ``repeat`` more steps timed from inside the dispatcher between the warm-up and the
+median over ``repeat`` more steps timed from inside the dispatcher, between the warm-up and the
 recorded steps (``workloads.op_timer``: one step to line its events up with the recorded ops,
-then the timed ones, without the recorder);
-``meta["op_timer"]`` says ``"dispatcher"``, and each op also gets ``measured_host_s``, the host
-time before it in those steps, less the timer's own cost per event measured in a loop (0.7-0.8
-us here; in a model step it costs more, see ``docs/cpu-validation.md``). Otherwise
-(``op_timer="python"``, no compiler, or steps that do not line up) the recorder's own times, its
-median over the recorded steps, which pay several us of Python per op: ``"python"``, with
+:data:`SETTLE_STEPS` plain ones, then the timed ones, without the recorder). ``meta["op_timer"]``
+says ``"dispatcher"``, and each op also gets ``measured_host_s``, the host time before it in
+those steps, less the timer's own cost per event measured in a loop (0.7-0.8 us here; in a model
+step it costs a little more, see ``docs/cpu-validation.md``). Otherwise (``op_timer="python"``,
+no compiler, or steps that do not line up) the recorder's own times, its median over the
+recorded steps, which pay several us of Python per op: ``"python"``, with
 ``meta["op_timer_note"]`` saying why.
 
 Timing: torch runs on ``threads`` intra-op threads (restored afterwards); on shared cores, keep it

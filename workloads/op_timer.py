@@ -30,7 +30,7 @@ import statistics
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from functools import cache
 
@@ -161,12 +161,12 @@ def _recording(module, top: bool) -> Iterator[list[Event]]:
         events.extend(Event(*e) for e in module.stop())
 
 
-def tree_events(module) -> _recording:
+def tree_events(module) -> AbstractContextManager[list[Event]]:
     """``with tree_events(m) as events:`` every op event of the block, nested ones included."""
     return _recording(module, top=False)
 
 
-def top_events(module) -> _recording:
+def top_events(module) -> AbstractContextManager[list[Event]]:
     """``with top_events(m) as events:`` the block's top-level op events only (nested ops run
     without observer)."""
     return _recording(module, top=True)
@@ -188,10 +188,13 @@ def align(events: Sequence[Event], names: Sequence[str],
     starts = [i for i, e in enumerate(events) if e.depth == 0] + [len(events)]
 
     def find(name: str, start: int, stop: int | None = None) -> int | None:
-        limit = starts[min(top_of[start] + WINDOW, len(starts) - 1)] if start < len(events) \
-            else start
-        return next((j for j in range(start, min(limit, stop if stop is not None else limit))
-                     if _same_op(events[j].name, name)), None)
+        """The first event named ``name`` from ``start``, within the window and before ``stop``."""
+        if start >= len(events):
+            return None
+        limit = starts[min(top_of[start] + WINDOW, len(starts) - 1)]
+        if stop is not None:
+            limit = min(limit, stop)
+        return next((j for j in range(start, limit) if _same_op(events[j].name, name)), None)
 
     required = [k for k, may_lack in enumerate(optional) if not may_lack] + [len(names)]
     matched: list[int | None] = []
