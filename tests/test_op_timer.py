@@ -104,3 +104,26 @@ def test_a_real_capture_is_timed_from_inside_the_dispatcher():
     assert parts <= meta["timed_wall_s"] * 1.001
     # the dispatcher's op times leave out the recorder's Python around every op
     assert meta["sum_measured_s"] < meta["recorder_sum_s"]
+
+
+def test_without_a_toolchain_a_capture_keeps_the_recorders_times(monkeypatch):
+    import workloads.capture as capture
+
+    monkeypatch.setattr(capture, "timer_module", lambda: None)
+    monkeypatch.setattr(capture, "timer_unavailable", lambda: "RuntimeError: no compiler")
+    trace = capture.capture_model("gpt2-tiny", batch=1, seq=8, warmup=0, repeat=1)
+    assert trace.meta["op_timer"] == "python"
+    assert trace.meta["op_timer_note"] == "RuntimeError: no compiler"
+    assert all(op.measured_host_s is None for op in trace.ops)
+    assert all(op.measured_s > 0 for op in trace.ops if op.category != "view")
+
+
+def test_the_python_timer_can_be_asked_for_and_a_bad_name_is_an_input_error():
+    from sim.errors import InputError
+    from workloads import capture_model
+
+    trace = capture_model("gpt2-tiny", batch=1, seq=8, warmup=0, op_timer="python")
+    assert trace.meta["op_timer"] == "python" and "asked for" in trace.meta["op_timer_note"]
+    with pytest.raises(InputError) as error:
+        capture_model("gpt2-tiny", op_timer="cuda")
+    assert error.value.field == "--op-timer"
