@@ -16,7 +16,7 @@ median over ``repeat`` more steps timed from inside the dispatcher, between the 
 recorded steps (``workloads.op_timer``: one step to line its events up with the recorded ops,
 :data:`SETTLE_STEPS` plain ones, then the timed ones, without the recorder). ``meta["op_timer"]``
 says ``"dispatcher"``, and each op also gets ``measured_host_s``, the host time before it in
-those steps, less the timer's own cost per event measured in a loop (0.7-0.8 us here; in a model
+those steps, less the timer's own cost per event measured in a loop (0.6-0.7 us here; in a model
 step it costs a little more, see ``docs/cpu-validation.md``). Otherwise (``op_timer="python"``,
 no compiler, or steps that do not line up) the recorder's own times, its median over the
 recorded steps, which pay several us of Python per op: ``"python"``, with
