@@ -65,9 +65,9 @@ def compare_cpu(specs: Sequence[str], quick: bool = False, threads: int = 1,
                   for c in sorted(set(kinds))]
     rows = []
     for name, phase, seq in (heldout_models(quick) if models is None else models):
-        trace, walls, states = capture_heldout(name, phase, seq, threads, progress,
-                                               loaded[0].cpu_calibration.sentinel_s, quick)
-        wall = float(np.median(walls))
+        traces, walls, states = capture_heldout(name, phase, seq, threads, progress,
+                                                loaded[0].cpu_calibration.sentinel_s, quick)
+        trace, wall = traces[0], float(np.median(walls))
         totals = [simulate(trace, spec).total_s for spec in loaded]
         rows.append({"model": name, "phase": phase, "seq": seq, "measured_s": wall,
                      "measured_walls_s": walls, "machine_states": states,

@@ -109,15 +109,15 @@ def capture_heldout(name: str, phase: str, seq: int, threads: int, progress: boo
                     reference_s: float | None = None, quick: bool = False):
     """:data:`E2E_CAPTURES` real captures of a held-out model taken in the machine state of the
     calibration's sentinel ``reference_s`` (:mod:`validation.machine_state`; up to
-    :data:`E2E_ATTEMPTS`, one try each when ``quick``): the first's trace, the walls of all
-    (each the fastest un-recorded warm-up step) and their states."""
+    :data:`E2E_ATTEMPTS`, one try each when ``quick``): their traces, walls (each the fastest
+    un-recorded warm-up step) and states."""
     from workloads import capture_model
 
     kept = captures_in_state(
         lambda: capture_model(name, phase=phase, seq=seq, mode="real", threads=threads,
                               warmup=WARMUP_STEPS, repeat=3, progress=progress),
         E2E_CAPTURES, reference_s, E2E_CAPTURES if quick else E2E_ATTEMPTS, threads=threads)
-    return kept[0].trace, [c.wall_s for c in kept], [c.state for c in kept]
+    return [c.trace for c in kept], [c.wall_s for c in kept], [c.state for c in kept]
 
 
 def validate_cpu(spec_path_or_name: str, quick: bool = False, threads: int = 1,
@@ -159,9 +159,10 @@ def _protocol(quick: bool) -> dict:
                   f"{STATE_BAND:.0%} of the spec's; machine_states: each kept capture's "
                   "sentinel / the spec's - 1)",
         "datasheet": "plain roofline on the datasheet spec at the same thread count",
-        "replay": "the first kept capture simulated with its own measurements (measured_s: each "
-                  "op timed inside the dispatcher; measured_host_s: the host time before it, "
-                  "less the timer's cost per event measured in a loop), vs the same measured wall",
+        "replay": "each kept capture simulated with its own measurements (measured_s: each op "
+                  "timed inside the dispatcher; measured_host_s: the host time before it, less "
+                  "the timer's cost per event measured in a loop), the median over the captures "
+                  "vs the measured wall",
         "split": "ops: the dispatcher-timed op times vs the model's T less its framework term; "
                  "host: the measured time between ops vs the framework term (the Python side "
                  "of each torch call is host when measured, dispatch when modelled)",
@@ -220,39 +221,45 @@ def _plot_points(frame: pd.DataFrame) -> list[dict]:
 def _model(name: str, phase: str, seq: int, spec: HardwareSpec, sheet: HardwareSpec,
            threads: int, progress: bool, quick: bool) -> dict:
     """Capture one held-out model for real and compare T with its wall time."""
-    trace, walls, states = capture_heldout(name, phase, seq, threads, progress,
-                                           spec.cpu_calibration.sentinel_s, quick)
-    wall = float(np.median(walls))
+    traces, walls, states = capture_heldout(name, phase, seq, threads, progress,
+                                            spec.cpu_calibration.sentinel_s, quick)
+    trace, wall = traces[0], float(np.median(walls))  # the captures issue the same ops
     calibrated = simulate(trace, spec)
     low, high = result_interval(calibrated, spec.cpu_calibration)
     datasheet = simulate(trace, sheet).total_s
-    replay = simulate(trace, spec, cost_model=MeasuredCostModel()).total_s
+    # each capture replayed, the median as for the wall: one capture's timed steps moved its
+    # replay by +-5 % (2026-11-29)
+    replays = [simulate(t, spec, cost_model=MeasuredCostModel()).total_s for t in traces]
     by_category = calibrated.ops.groupby("category")["t_s"].sum()
     framework = spec.cpu_calibration.framework_s * sum(host_calls(op) for op in trace.ops)
     return {"model": name, "phase": phase, "seq": seq, "ops": len(trace),
             "measured_s": wall, "measured_walls_s": walls, "machine_states": states,
             "recorded_wall_s": float(trace.meta["measured_wall_s"]),
-            "calibrated_s": calibrated.total_s, "datasheet_s": datasheet, "replay_s": replay,
+            "calibrated_s": calibrated.total_s, "datasheet_s": datasheet,
+            "replay_s": float(np.median(replays)), "replays_s": replays,
             "interval_s": [low, high], "inside": bool(low <= wall <= high),
             "calibrated_error": calibrated.total_s / wall - 1,
-            "datasheet_error": datasheet / wall - 1, "replay_error": replay / wall - 1,
+            "datasheet_error": datasheet / wall - 1,
+            "replay_error": float(np.median(replays)) / wall - 1,
             "calibrated_by_category_s": {str(k): float(v) for k, v in by_category.items()},
-            **_split(trace, calibrated.total_s - framework, framework)}
+            **_split(traces, calibrated.total_s - framework, framework)}
 
 
-def _split(trace, model_ops_s: float, model_framework_s: float) -> dict:
-    """The step's time split into ops and host, measured (a trace timed from inside the
-    dispatcher: ``workloads.op_timer``) and modelled (ops with their dispatch; the framework
-    term): where the error of T comes from. The boundaries differ by the Python side of each
-    torch call (argument parsing, wrapping the result), measured as host and modelled as
-    dispatch."""
-    meta = trace.meta
-    out = {"op_timer": meta.get("op_timer", "python"), "calibrated_ops_s": model_ops_s,
+def _split(traces, model_ops_s: float, model_framework_s: float) -> dict:
+    """The step's time split into ops and host, measured (traces timed from inside the
+    dispatcher: ``workloads.op_timer``; the median over the captures) and modelled (ops with
+    their dispatch; the framework term): where the error of T comes from. The boundaries differ
+    by the Python side of each torch call (argument parsing, wrapping the result), measured as
+    host and modelled as dispatch."""
+    timer = traces[0].meta.get("op_timer", "python")
+    out = {"op_timer": timer, "calibrated_ops_s": model_ops_s,
            "calibrated_framework_s": model_framework_s}
-    if out["op_timer"] == "dispatcher":
-        ops, host = float(meta["sum_measured_s"]), float(meta["measured_host_s"])
+    if all(t.meta.get("op_timer") == "dispatcher" for t in traces):
+        parts = [[float(t.meta[k]) for k in ("sum_measured_s", "measured_host_s",
+                                              "measured_host_after_s")] for t in traces]
+        ops, host, after = (float(v) for v in np.median(parts, axis=0))
         out.update({"measured_ops_s": ops, "measured_host_s": host,
-                    "measured_host_after_s": float(meta["measured_host_after_s"]),
+                    "measured_host_after_s": after, "measured_parts_s": parts,
                     "ops_error": model_ops_s / ops - 1,
                     "host_error": model_framework_s / host - 1})
     return out
