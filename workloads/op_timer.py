@@ -292,14 +292,15 @@ def op_times(tree: Sequence[Event], steps: Sequence[TimedStep], names: Sequence[
 
 def _host(steps: Sequence[TimedStep], previous: int, top: int, event_cost_s: float) -> float:
     """Median time from the end of top-level event ``previous`` (-1: the step's start) to the
-    start of ``top`` (past the last: the step's end), less the timer's cost of the events in
-    between and of ``top``'s start."""
+    start of ``top`` (past the last: the step's end), less the timer's cost of the events that
+    start in it: those in between, and ``top``."""
     def gap(step: TimedStep) -> int:
         begin = step.events[previous].end_ns if previous >= 0 else step.start_ns
         end = step.events[top].start_ns if top < len(step.events) else step.end_ns
         return end - begin
 
-    return max(statistics.median(map(gap, steps)) * 1e-9 - (top - previous) * event_cost_s, 0.0)
+    starts = min(top, len(steps[0].events) - 1) - previous
+    return max(statistics.median(map(gap, steps)) * 1e-9 - starts * event_cost_s, 0.0)
 
 
 def event_cost(module, calls: int = 2000, rounds: int = 5) -> float:
