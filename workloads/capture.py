@@ -235,7 +235,9 @@ def _dispatcher_steps(program: Program, steps: int, stages: Stages,
         return None
     module = timer_module() if op_timer == "auto" else None
     if module is None:
-        return timer_unavailable() if op_timer == "auto" else "asked for (op_timer='python')"
+        if op_timer != "auto":
+            return "asked for (op_timer='python')"
+        return timer_unavailable() or "the dispatcher timer could not be built"
     with stages.stage(f"time ops ({steps} steps)"):
         with tree_events(module) as tree:
             program.run(None)
