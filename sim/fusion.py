@@ -122,6 +122,7 @@ def _fused_op(chain: list[Op], members: set[int], users: dict[int, set[int]]) ->
         outputs=tuple(t for m in kept_members for t in m.outputs),
         measured_s=None if any(m.measured_s is None for m in chain) else
         sum(m.measured_s for m in chain),
+        measured_host_s=chain[0].measured_host_s,  # one kernel: no host time between its parts
         attrs={"fused": names, "fused_ids": [m.id for m in chain]})
 
 

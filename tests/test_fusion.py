@@ -51,3 +51,13 @@ def test_views_in_between_move_after_the_fused_op():
     check_graph(fused.ops)
     assert [op.category for op in fused.ops] == ["gemm", "elementwise", "view", "gemm"]
     assert fused.ops[2].deps == (3,)
+
+
+def test_a_fused_op_keeps_the_host_time_before_its_chain_only():
+    from dataclasses import replace
+
+    ops = (_op(0, "gemm"), _op(1, "elementwise", [0]), _op(2, "elementwise", [1]),
+           _op(3, "gemm", [2]))
+    ops = tuple(replace(op, measured_s=1e-6, measured_host_s=(op.id + 1) * 1e-6) for op in ops)
+    fused = fuse_elementwise(Trace(ops)).ops[1]
+    assert fused.measured_s == pytest.approx(2e-6) and fused.measured_host_s == 2e-6
