@@ -230,17 +230,18 @@ def _model(name: str, phase: str, seq: int, spec: HardwareSpec, sheet: HardwareS
     # each capture replayed, the median as for the wall: one capture's timed steps moved its
     # replay by +-5 % (2026-11-29)
     replays = [simulate(t, spec, cost_model=MeasuredCostModel()).total_s for t in traces]
+    replay = float(np.median(replays))
     by_category = calibrated.ops.groupby("category")["t_s"].sum()
     framework = spec.cpu_calibration.framework_s * sum(host_calls(op) for op in trace.ops)
     return {"model": name, "phase": phase, "seq": seq, "ops": len(trace),
             "measured_s": wall, "measured_walls_s": walls, "machine_states": states,
             "recorded_wall_s": float(trace.meta["measured_wall_s"]),
             "calibrated_s": calibrated.total_s, "datasheet_s": datasheet,
-            "replay_s": float(np.median(replays)), "replays_s": replays,
+            "replay_s": replay, "replays_s": replays,
             "interval_s": [low, high], "inside": bool(low <= wall <= high),
             "calibrated_error": calibrated.total_s / wall - 1,
             "datasheet_error": datasheet / wall - 1,
-            "replay_error": float(np.median(replays)) / wall - 1,
+            "replay_error": replay / wall - 1,
             "calibrated_by_category_s": {str(k): float(v) for k, v in by_category.items()},
             **_split(traces, calibrated.total_s - framework, framework)}
 
