@@ -123,6 +123,7 @@ def _fused_op(chain: list[Op], members: set[int], users: dict[int, set[int]]) ->
         measured_s=None if any(m.measured_s is None for m in chain) else
         sum(m.measured_s for m in chain),
         measured_host_s=chain[0].measured_host_s,  # one kernel: no host time between its parts
+        warm_host_s=chain[0].warm_host_s,
         attrs={"fused": names, "fused_ids": [m.id for m in chain]})
 
 

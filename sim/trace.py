@@ -7,7 +7,10 @@ attention's ``b, h_q, h_kv, s_q, s_k, d, causal``). ``deps`` are the ids of ops 
 reads; ops are listed in the order the host issued them. ``measured_s`` is the op's duration on the
 machine it was captured on, when it was measured; ``measured_host_s`` the host time measured
 before it (since the previous op ended: the program's Python and the framework), when it was
-(a capture timed from inside the dispatcher, ``workloads.op_timer``).
+(a capture timed from inside the dispatcher, ``workloads.op_timer``); ``warm_host_s`` the host
+time before it measured on a shrunken twin of the model whose caches stay warm (a capture with a
+host profile, ``workloads.host_twin``), which the CPU sub-model scales by how cold the step
+leaves the code (``sim.cost.cpu_host``).
 
 On disk a trace is JSON (gzip when the name ends in ``.gz``), one op per line so that large traces
 stream (:mod:`sim.trace_stream` reads and writes the files); see ``docs/trace-format.md`` and
@@ -95,6 +98,7 @@ class Op:
     measured_s: float | None = None
     attrs: Mapping[str, Any] = field(default_factory=dict)
     measured_host_s: float | None = None
+    warm_host_s: float | None = None
 
     @property
     def bytes_total(self) -> float:
@@ -106,8 +110,9 @@ class Op:
         data["inputs"] = [{"shape": list(t.shape), "dtype": t.dtype} for t in self.inputs]
         data["outputs"] = [{"shape": list(t.shape), "dtype": t.dtype} for t in self.outputs]
         data["attrs"] = dict(self.attrs)
-        if self.measured_host_s is None:  # most traces have none: keep their files as they were
-            del data["measured_host_s"]
+        for name in ("measured_host_s", "warm_host_s"):
+            if data[name] is None:  # most traces have none: keep their files as they were
+                del data[name]
         return data
 
 
@@ -243,7 +248,7 @@ def _fast_op(item: Any) -> Op | None:
     flops, read, written = get("flops", 0.0), get("bytes_read", 0.0), get("bytes_written", 0.0)
     stream, rank, kernels = get("stream", 0), get("rank", 0), get("num_kernels", 1)
     measured_s, deps = get("measured_s"), get("deps", [])
-    host_s = get("measured_host_s")
+    host_s, warm_s = get("measured_host_s"), get("warm_host_s")
     if not (type(op_id) is int and op_id >= 0 and type(name) is str and type(module) is str
             and type(category) is str and category in _CATEGORY_SET and type(phase) is str
             and phase in _PHASE_SET and type(dtype) is str and dtype in DTYPE_BYTES
@@ -254,7 +259,8 @@ def _fast_op(item: Any) -> Op | None:
             and type(read) in _NUMBER and 0 <= read <= _MAX_BYTES
             and type(written) in _NUMBER and 0 <= written <= _MAX_BYTES
             and (measured_s is None or (type(measured_s) in _NUMBER and 0 <= measured_s <= 1e6))
-            and (host_s is None or (type(host_s) in _NUMBER and 0 <= host_s <= 1e6))):
+            and (host_s is None or (type(host_s) in _NUMBER and 0 <= host_s <= 1e6))
+            and (warm_s is None or (type(warm_s) in _NUMBER and 0 <= warm_s <= 1e6))):
         return None
     inputs, outputs = _fast_tensors(get("inputs", [])), _fast_tensors(get("outputs", []))
     if inputs is None or outputs is None or not all(type(dep) is int for dep in deps):
@@ -264,7 +270,8 @@ def _fast_op(item: Any) -> Op | None:
               dtype=dtype, stream=stream, rank=rank, module=module, phase=phase,
               num_kernels=kernels, sync=sync,
               measured_s=None if measured_s is None else float(measured_s), attrs=dict(attrs),
-              measured_host_s=None if host_s is None else float(host_s))
+              measured_host_s=None if host_s is None else float(host_s),
+              warm_host_s=None if warm_s is None else float(warm_s))
 
 
 def _fast_tensors(items: Any) -> tuple[TensorMeta, ...] | None:
@@ -334,6 +341,7 @@ def _op_from_dict(item: object, source: str, where: str) -> Op:
         measured_s=get.number("measured_s", None, high=1e6),
         attrs=dict(get.raw("attrs", {}, Mapping)),
         measured_host_s=get.number("measured_host_s", None, high=1e6),
+        warm_host_s=get.number("warm_host_s", None, high=1e6),
     )
 
 
