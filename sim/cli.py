@@ -94,6 +94,10 @@ def _add_capture(sub) -> None:
     p.add_argument("--op-timer", default="auto", choices=("auto", "python"),
                    help="real mode: time ops from inside the dispatcher (auto: when a C++ "
                    "compiler can build the timer) or with the recorder's Python timer")
+    p.add_argument("--host-profile", action="store_true",
+                   help="also time a shrunken twin of the model (real, tiny; fake mode too) for "
+                   "each op's warm host time, which a calibrated CPU spec turns into the step's "
+                   "host time")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights and inputs")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("-o", "--output", required=True, help="trace file (.json or .json.gz)")

@@ -125,7 +125,8 @@ def _capture(args: argparse.Namespace) -> None:
         phase=args.phase, batch=args.batch, seq=args.seq, context=args.context, dtype=args.dtype,
         mode=args.mode, threads=args.threads, repeat=args.repeat, warmup=args.warmup,
         seed=args.seed, layers=args.layers,
-        moe_skew=args.moe_skew, op_timer=args.op_timer, progress=args.progress,
+        moe_skew=args.moe_skew, op_timer=args.op_timer, host_profile=args.host_profile,
+        progress=args.progress,
     )
     write_trace(trace, args.output)
     wall = trace.meta.get("unrecorded_wall_s") or trace.meta.get("measured_wall_s")

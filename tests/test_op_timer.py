@@ -128,3 +128,34 @@ def test_the_python_timer_can_be_asked_for_and_a_bad_name_is_an_input_error():
     with pytest.raises(InputError) as error:
         capture_model("gpt2-tiny", op_timer="cuda")
     assert error.value.field == "--op-timer"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "phase", "mode"), [
+    ("llama-tiny", "decode", "real"), ("gpt2", "prefill", "fake"), ("bert-base", "prefill", "fake"),
+    ("mixtral-8x7b", "decode", "fake"), ("opt-125m", "decode", "fake"),
+    ("mistral-7b", "prefill", "fake"), ("gpt2-tiny", "train", "real")])
+def test_a_host_profile_lines_its_twin_up_with_the_model(name, phase, mode):
+    from workloads import capture_model
+
+    if timer_module() is None:
+        pytest.skip("no C++ toolchain to build the dispatcher timer here")
+    trace = capture_model(name, phase=phase, batch=1, seq=8, mode=mode, layers=2, warmup=1,
+                          repeat=1, host_profile=True)
+    assert trace.meta["host_profile"] == "twin", trace.meta.get("host_profile_note")
+    assert all(op.warm_host_s >= 0 for op in trace.ops)
+    assert trace.meta["twin_host_s"] == pytest.approx(
+        sum(op.warm_host_s for op in trace.ops), rel=0.5)  # plus the time after its last op
+    assert 0 < trace.meta["twin_host_s"] < trace.meta["twin_wall_s"]
+
+
+def test_without_a_toolchain_a_host_profile_says_why_not(monkeypatch):
+    import workloads.capture as capture
+
+    monkeypatch.setattr(capture, "timer_module", lambda: None)
+    monkeypatch.setattr(capture, "timer_unavailable", lambda: "RuntimeError: no compiler")
+    trace = capture.capture_model("gpt2-tiny", batch=1, seq=8, warmup=0, repeat=1,
+                                  host_profile=True)
+    assert trace.meta["host_profile"] is None
+    assert "not measured" in trace.meta["host_profile_note"]
+    assert all(op.warm_host_s is None for op in trace.ops)

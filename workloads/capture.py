@@ -22,6 +22,11 @@ no compiler, or steps that do not line up) the recorder's own times, its median 
 recorded steps, which pay several us of Python per op: ``"python"``, with
 ``meta["op_timer_note"]`` saying why.
 
+Host profile (``host_profile=True``): after the capture, a real capture of the model's shrunken
+twin (:mod:`workloads.host_twin`; tiny, even for a fake capture) gives each op its
+``warm_host_s``; ``meta["host_profile"]`` says ``"twin"``, or None with
+``meta["host_profile_note"]`` saying why not.
+
 Timing: torch runs on ``threads`` intra-op threads (restored afterwards); on shared cores, keep it
 at 1 and use ``repeat`` > 1. ``meta["measured_wall_s"]`` is the wall time of a recorded step,
 recorder overhead included; ``meta["unrecorded_wall_s"]`` that of the fastest warm-up step;
@@ -47,6 +52,7 @@ from workloads.capture_env import host_description, torch_threads
 from workloads.fake import entered, fake_mode, fake_mode_of
 from workloads.hf_static import static_hf_checks
 from workloads.host_calls import HostCalls
+from workloads.host_twin import twin_config, warm_host_times
 from workloads.memory import check_fits, estimate_bytes
 from workloads.models import TORCH_DTYPES_BY_NAME, build_model, is_encoder, num_experts
 from workloads.module_path import ModulePath
@@ -91,7 +97,8 @@ def capture_model(name: str | None = None, *, hf_config: str | Path | None = Non
                   context: int | None = None, dtype: str = "fp32", mode: str = "real",
                   threads: int = 1, warmup: int = 1, repeat: int = 1, seed: int = 0,
                   layers: int | None = None, moe_skew: float | None = None,
-                  op_timer: str = "auto", progress: bool = False) -> Trace:
+                  op_timer: str = "auto", host_profile: bool = False,
+                  progress: bool = False) -> Trace:
     """Trace one step of ``phase`` of built-in model ``name`` or of the HF ``config.json`` at
     ``hf_config``, with random weights and token ids drawn from ``seed``.
 
@@ -99,8 +106,10 @@ def capture_model(name: str | None = None, *, hf_config: str | Path | None = Non
     ``context`` tokens (default ``seq``) in the KV cache; train: forward with labels, backward,
     AdamW step. ``mode="fake"`` captures any size without allocating it (no ``measured_s``);
     ``layers`` overrides the number of layers; ``moe_skew`` the MoE routing assumption (Zipf
-    exponent, 0 = balanced, the default); ``op_timer`` how ops are timed (module doc). Bad
-    input: :class:`InputError` naming the flag.
+    exponent, 0 = balanced, the default); ``op_timer`` how ops are timed (module doc);
+    ``host_profile`` also times a shrunken twin of the model, real and tiny even for a fake
+    capture, for each op's ``warm_host_s`` (:mod:`workloads.host_twin`). Bad input:
+    :class:`InputError` naming the flag.
     """
     _check_op_timer(op_timer)
     request = make_request(name, hf_config=hf_config, phase=phase, batch=batch, seq=seq,
@@ -112,7 +121,7 @@ def capture_model(name: str | None = None, *, hf_config: str | Path | None = Non
     fake = fake_mode() if request.mode == "fake" else None
     warmup, repeat = (0, 1) if fake is not None else (request.warmup, request.repeat)
     timer = op_timer if fake is None else None
-    stages = Stages(total=2 + warmup + repeat + (timer == "auto"),
+    stages = Stages(total=2 + warmup + repeat + (timer == "auto") + host_profile,
                     desc=f"capture {request.name} {request.phase}", enabled=progress)
     try:
         with entered(fake):
@@ -123,6 +132,10 @@ def capture_model(name: str | None = None, *, hf_config: str | Path | None = Non
             program = _program(request, model)
             ops, timing = _capture(program, threads=request.threads, warmup=warmup,
                                    repeat=repeat, stages=stages, op_timer=timer)
+        if host_profile:  # real, outside a fake capture's mode
+            with stages.stage("host profile (twin)"):
+                ops, profile = _host_profile(request, ops)
+            timing.update(profile)
     finally:
         stages.close()
     meta = {**_request_meta(request, model), **program.meta(), "warmup": warmup,
@@ -167,6 +180,36 @@ def capture_module(module: nn.Module, example_inputs: Any, *, name: str = "custo
                 **(meta or {})}
     return _trace(ops, timing, name=name, mode="fake" if fake else "real", threads=threads,
                   meta=all_meta)
+
+
+#: Warm-up and timed steps of a host profile's twin (a few ms each).
+TWIN_WARMUP, TWIN_REPEAT = 5, 5
+
+
+def _host_profile(request: CaptureRequest,
+                  ops: list[Op]) -> tuple[list[Op], dict[str, Any]]:
+    """``ops`` with their ``warm_host_s`` from a real capture of the request's twin
+    (:mod:`workloads.host_twin`), and the meta saying so; or unchanged, with a note why not."""
+    config = twin_config(request.config)
+    if isinstance(config, str):
+        return ops, {"host_profile": None, "host_profile_note": config}
+    twin = replace(request, config=config, mode="real")
+    model = build_model(config, dtype=request.dtype, seed=request.seed)
+    if twin.routing is not None:
+        apply_static_routing(model, twin.routing)
+    quiet = Stages(total=0, desc="", enabled=False)
+    try:
+        twin_ops, timing = _capture(_program(twin, model), threads=request.threads,
+                                    warmup=TWIN_WARMUP, repeat=TWIN_REPEAT, stages=quiet,
+                                    op_timer="auto")
+    finally:
+        quiet.close()
+    warm = warm_host_times(ops, twin_ops)
+    if isinstance(warm, str):
+        return ops, {"host_profile": None, "host_profile_note": warm}
+    return [replace(op, warm_host_s=w) for op, w in zip(ops, warm, strict=True)], {
+        "host_profile": "twin", "twin_host_s": timing["measured_host_s"],
+        "twin_wall_s": timing["timed_wall_s"]}
 
 
 def _program(request: CaptureRequest, model: nn.Module) -> Program:

@@ -18,6 +18,7 @@ from transformers import (
     LlamaConfig,
     MistralConfig,
     MixtralConfig,
+    OPTConfig,
     PretrainedConfig,
 )
 
@@ -100,6 +101,13 @@ MODEL_CONFIGS: dict[str, Callable[[], PretrainedConfig]] = {
     # google-bert/bert-base-uncased, bert-large-uncased: V=30522, s_max=512)
     "bert-base": lambda: _bert(12, 768, 3072, 12),
     "bert-large": lambda: _bert(24, 1024, 4096, 16),
+    # OPT (Zhang et al. 2022, "OPT: Open Pre-trained Transformer Language Models", Table 1:
+    # 125M L=12 h=768 a=12; facebook/opt-125m: f=3072, V=50272, s_max=2048, pre-norm)
+    "opt-125m": lambda: OPTConfig(num_hidden_layers=12, hidden_size=768, ffn_dim=3072,
+                                  num_attention_heads=12, vocab_size=50272,
+                                  max_position_embeddings=2048, word_embed_proj_dim=768,
+                                  do_layer_norm_before=True,
+                                  attn_implementation=ATTN_IMPLEMENTATION),
 }
 #: Other names accepted for a built-in model.
 MODEL_ALIASES: dict[str, str] = {"gpt2-small": "gpt2"}
