@@ -31,6 +31,8 @@ spec files, ``docs/spec-format.md``; meaning in ``docs/cpu-validation.md``)::
                          kv_lines_in_flight: 48}}
       intervals: {gemm: {low: 0.9, high: 1.15, count: 60}, ...}   # measured / predicted
       framework: 1.1 us                # model code's Python per Python-level torch call
+      host_profile:                    # a trace with warm host times (sim.cost.cpu_host)
+        {cold_factor: 3.1, cold_time: 5 ms, call_overlap: 0.5 us}
       datasheet: amd-epyc-zen5         # the datasheet spec it refines (validation baseline)
       sentinel: 300 us                 # a reference kernel's time then (machine state)
 
@@ -48,8 +50,8 @@ from sim.spec_reader import Reader
 from sim.units import Dimension
 
 __all__ = ["GemmCoefficients", "AttentionCoefficients", "StreamLevel", "Interval",
-           "CpuCalibration", "read_cpu_calibration", "GEMM_KEYS", "ATTENTION_KEYS",
-           "FLOOR_CATEGORIES"]
+           "CpuCalibration", "HostProfileModel", "read_cpu_calibration", "GEMM_KEYS",
+           "ATTENTION_KEYS", "FLOOR_CATEGORIES"]
 
 #: Categories with a fixed per-op kernel floor (GEMM and attention have their own overheads).
 FLOOR_CATEGORIES = ("elementwise", "reduction", "norm", "copy", "embedding", "other")
@@ -172,6 +174,18 @@ class CpuCalibration:
     #: by op (``sim.cost.cpu.tail_elements``); 0 and empty when absent (an older spec).
     vector_bytes: float = 0.0
     tail_s: Mapping[str, float] = field(default_factory=dict)
+    #: The host-time model of a trace with a host profile (:mod:`sim.cost.cpu_host`); None when
+    #: absent (an older spec: such a trace is priced with ``framework`` like any other).
+    host_profile: HostProfileModel | None = None
+
+
+@dataclass(frozen=True)
+class HostProfileModel:
+    """How warm host times become a step's host times (:mod:`sim.cost.cpu_host`)."""
+
+    cold_factor: float
+    cold_time_s: float
+    call_overlap_s: float
 
 
 GEMM_KEYS = {"overhead": "overhead_s", "a_element": "a_element_s", "b_element": "b_element_s",
@@ -218,6 +232,7 @@ def read_cpu_calibration(r: Reader, level_names: tuple[str, ...],
         vector_bytes=r.quantity("vector_bytes", Dimension.BYTES, high=4096, allow_zero=True,
                                 required=False, default=0.0),
         tail_s=_optional_times(r.section("tail_time", required=False)),
+        host_profile=_host_profile(r.section("host_profile", required=False)),
     )
     faults.finish()
     if not cal.levels or cal.levels[-1].name != level_names[-1]:
@@ -279,6 +294,17 @@ def _per_dtype(r: Reader, keys: Mapping[str, str], record: type) -> dict:
         out[str(dtype)] = record(**values)
     r.finish()
     return out
+
+
+def _host_profile(r: Reader | None) -> HostProfileModel | None:
+    if r is None:
+        return None
+    model = HostProfileModel(
+        cold_factor=r.quantity("cold_factor", Dimension.RATIO, high=100.0, allow_zero=True),
+        cold_time_s=r.quantity("cold_time", Dimension.TIME, high=_MAX_TIME_S),
+        call_overlap_s=_time(r, "call_overlap"))
+    r.finish()
+    return model
 
 
 def _intervals(r: Reader | None) -> dict[str, Interval]:

@@ -17,11 +17,14 @@ COMMITTED = Path(__file__).parent.parent / "hw_specs" / "calibrated" / "amd-epyc
 
 
 def _with_framework(tmp_path: Path, framework_us: float) -> Path:
-    """The committed spec with another framework term (model Python per call)."""
+    """The committed spec with another framework term (model Python per call) and no host
+    profile model, so that the framework term prices every trace."""
     text = re.sub(r"(?m)^  framework: .*$", f"  framework: {framework_us} us",
                   COMMITTED.read_text())
+    text = re.sub(r"(?m)^  host_profile:\n(    .*\n)+", "", text)
     path = tmp_path / f"framework-{framework_us}.yaml"
     path.write_text(text)
+    assert load_spec(str(path)).cpu_calibration.host_profile is None
     return path
 
 
@@ -29,8 +32,9 @@ def test_specs_are_priced_on_the_same_measurements(tmp_path):
     # the framework term prices a model's Python, never a micro-benchmark: the kernel columns
     # must agree exactly, the model errors differ by exactly the extra term over the wall
     base = load_spec(str(COMMITTED)).cpu_calibration.framework_s
+    same = _with_framework(tmp_path, round(base * 1e6, 3))
     other = _with_framework(tmp_path, round(base * 1e6 + 1.0, 3))
-    results = compare_cpu([str(COMMITTED), str(other)], quick=True, progress=False,
+    results = compare_cpu([str(same), str(other)], quick=True, progress=False,
                           models=[("gpt2-tiny", "prefill", 64)])
     assert results["specs"][0] != "" and len(results["categories"]) >= 5
     for category in results["categories"]:
@@ -39,7 +43,8 @@ def test_specs_are_priced_on_the_same_measurements(tmp_path):
     (model,) = results["models"]
     t_first, t_second = model["calibrated_s"]
     assert t_second > t_first
-    extra = (load_spec(str(other)).cpu_calibration.framework_s - base)
+    extra = (load_spec(str(other)).cpu_calibration.framework_s
+             - load_spec(str(same)).cpu_calibration.framework_s)
     calls = (t_second - t_first) / extra
     assert calls == pytest.approx(round(calls), abs=1e-6) and calls > 10  # whole calls
     assert model["errors"][1] - model["errors"][0] == pytest.approx(
@@ -48,7 +53,7 @@ def test_specs_are_priced_on_the_same_measurements(tmp_path):
     table = compare_markdown(results)
     assert "gpt2-tiny prefill" in table and table.count("\n") == 2 + len(
         results["categories"]) + 1
-    assert f"| {COMMITTED.name} | {other.name} |" in table  # one CPU's specs share a name
+    assert f"| {same.name} | {other.name} |" in table  # one CPU's specs share a name
 
 
 def test_a_comparison_needs_two_calibrated_specs_of_one_cpu():

@@ -7,7 +7,9 @@ runs: :mod:`validation.microbench` (every op family over its shape sweep, timed 
 per-category prediction intervals from the ``heldout`` split (:mod:`sim.cost.cpu_interval`),
 the ``framework`` terms from real captures of :data:`CALIBRATION_MODELS` (a model's own Python
 between its ops, which no micro-benchmark runs: the mean gap per Python-level torch call between
-the step's wall time and the ops' predicted sum), and
+the step's wall time and the ops' predicted sum), the host profile model from the same captures
+(:mod:`sim.cost.cpu_host`: how much slower than on the model's shrunken twin the host runs as
+the step leaves its code cold), and
 :func:`validation.cpu_spec_file.write_calibrated_spec`. Every number of the written spec cites
 a ``calibration`` source naming the host, CPU, torch version, date, threads, sample counts and
 fit residuals. ``python -m validation.cpu_calibrate --help`` runs it from the shell.
@@ -27,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sim.cost.cpu_interval import FRAMEWORK, POOLED
-from sim.cpu_calibration import Interval
+from sim.cost.cpu_interval import FRAMEWORK, HOST_PROFILE, POOLED
+from sim.cpu_calibration import HostProfileModel, Interval
 from sim.errors import InputError
 from sim.files import write_atomic
 from sim.hardware import HardwareSpec
@@ -46,7 +48,15 @@ __all__ = ["calibrate_cpu", "refit_cpu", "default_spec_path", "heldout_intervals
 
 DATASHEET = "amd-epyc-zen5"  # this machine's datasheet spec
 #: (model, phase, seq) whose real runs fit the framework term; the validation holds out others.
-CALIBRATION_MODELS = (("mixtral-tiny", "prefill", 64), ("mixtral-tiny", "decode", 64))
+CALIBRATION_MODELS = (("mixtral-tiny", "prefill", 64), ("mixtral-tiny", "decode", 64),
+                      ("opt-125m", "prefill", 64), ("opt-125m", "decode", 64))
+#: The calibration models whose wall fits the per-call terms (``framework``, ``call_overlap``):
+#: tiny steps, where a model's op-time error is small against its host time.
+FRAMEWORK_MODELS = CALIBRATION_MODELS[:2]
+#: Captures of each other calibration model (they fit the host profile's cold terms).
+HOST_CAPTURES = 3
+#: Cold times (s) the host profile's fit tries (:func:`fit_host_profile`).
+HOST_COLD_TIMES_S = tuple(float(t) for t in np.geomspace(1e-4, 0.1, 31))
 #: Un-recorded warm-up steps of a capture; its wall time is the fastest (least disturbed).
 WARMUP_STEPS = 10
 #: Captures of each calibration model whose median wall the framework term is fitted to: the
@@ -83,7 +93,7 @@ def calibrate_cpu(threads: int = 1, quick: bool = False, out_path: str | Path | 
                       threads=threads, seed=seed, progress=progress)
     measured = (f"{'quick' if quick else 'full'} sweep, {plan.rounds} interleaved rounds each, "
                 f"median per point")
-    return _fit_and_write(table, base, threads, out, csv, measured, start, progress)
+    return _fit_and_write(table, base, threads, out, csv, measured, start, progress, quick)
 
 
 def refit_cpu(csv_in: str | Path, threads: int = 1, out_path: str | Path | None = None,
@@ -91,9 +101,10 @@ def refit_cpu(csv_in: str | Path, threads: int = 1, out_path: str | Path | None 
               csv_path: str | Path | None = None) -> Path:
     """Fit and write the calibrated spec from the measurements of an earlier calibration (its
     CSV, ``csv_in``) without re-timing them: deterministic, for changes of the model or the
-    fit. The framework term is kept from the spec being replaced (measured in the same session
-    as those kernels; re-measuring it alone would mix sessions, and on these shared machines it
-    moves by +-15 % between sessions); with no spec there yet it is measured."""
+    fit. The framework term and the host profile model are kept from the spec being replaced
+    (measured in the same session as those kernels; re-measuring them alone would mix sessions,
+    and on these shared machines the framework term moves by +-15 % between sessions); with no
+    spec there yet, or none in it, they are measured."""
     start = time.perf_counter()
     base = _datasheet(datasheet, threads)
     out = Path(out_path) if out_path is not None else default_spec_path(threads, base.name)
@@ -106,9 +117,21 @@ def refit_cpu(csv_in: str | Path, threads: int = 1, out_path: str | Path | None 
         table.attrs["framework"] = (previous.framework_s, previous.intervals.get(FRAMEWORK), (
             f" Framework term {previous.framework_s * 1e6:.2f} us per call, kept from the "
             "calibration whose measurements this re-fits."))
+    if previous is not None and previous.host_profile is not None:
+        kept = _kept_sentence(previous, out)
+        table.attrs["host_profile"] = (previous.host_profile,
+                                       previous.intervals.get(HOST_PROFILE), kept)
     measured = (f"re-fitted from the measurements of {Path(csv_in).name} ("
                 f"{lines[1].split(' Method:')[0] if len(lines) > 1 else 'no provenance'})")
     return _fit_and_write(table, base, threads, out, csv, measured, start, progress)
+
+
+def _kept_sentence(previous, out: Path) -> str:
+    """The provenance of a kept host profile model: its own sentence from the spec replaced."""
+    text = load_spec(str(out)).sources.get("calibration", "") if out.is_file() else ""
+    own = text[text.find(" Host profile model:"):] if " Host profile model:" in text else ""
+    return own or (f" Host profile model (cold factor {previous.host_profile.cold_factor:.2f}) "
+                   "kept from the calibration whose measurements this re-fits.")
 
 
 def _header_lines(path: Path) -> list[str]:
@@ -119,21 +142,29 @@ def _header_lines(path: Path) -> list[str]:
 
 
 def _fit_and_write(table: pd.DataFrame, base: HardwareSpec, threads: int, out: Path, csv: Path,
-                   measured: str, start: float, progress: bool) -> Path:
+                   measured: str, start: float, progress: bool, quick: bool = False) -> Path:
     points = load_points(table)
     cal = dataclasses.replace(fit_cpu(points, base, threads), datasheet=base.name,
                               sentinel_s=table.attrs["sentinel_s"])
     spec = dataclasses.replace(base.with_units(threads), cpu_calibration=cal)
     predicted = predict_points(points, spec)
     cal = dataclasses.replace(cal, intervals=heldout_intervals(points, predicted))
-    framework_s, framework_interval, gaps = table.attrs.get("framework") or fit_framework(
-        dataclasses.replace(spec, cpu_calibration=cal), threads, progress,
-        table.attrs["sentinel_s"])
+    spec = dataclasses.replace(spec, cpu_calibration=cal)
+    framework, host = table.attrs.get("framework"), table.attrs.get("host_profile")
+    if framework is None or host is None:
+        captures = calibration_captures(threads, progress, table.attrs["sentinel_s"], quick)
+        framework = framework or fit_framework(spec, captures)
+        host = host or fit_host_profile(spec, captures)
+    framework_s, framework_interval, gaps = framework
     if framework_interval is not None:
         cal = dataclasses.replace(cal, intervals={**cal.intervals, FRAMEWORK: framework_interval})
-    cal = dataclasses.replace(cal, framework_s=framework_s)
+    host_model, host_interval, host_sentence = host
+    cal = dataclasses.replace(cal, framework_s=framework_s, host_profile=host_model)
+    if host_interval is not None:
+        cal = dataclasses.replace(cal, intervals={**cal.intervals, HOST_PROFILE: host_interval})
     provenance = _provenance(points, predicted, threads=threads, measured=measured,
-                             seconds=time.perf_counter() - start, datasheet=base.name) + gaps
+                             seconds=time.perf_counter() - start, datasheet=base.name) + gaps + (
+        host_sentence)
     write_calibrated_spec(out, base, cal, name=f"{base.name}-{threads}t", provenance=provenance)
     _write_csv(csv, table.assign(predicted_s=predicted), provenance)
     return out
@@ -151,29 +182,41 @@ def _datasheet(name: str, threads: int) -> HardwareSpec:
     return spec
 
 
-def fit_framework(spec: HardwareSpec, threads: int, progress: bool,
-                  reference_s: float | None = None) -> tuple[float, Interval | None, str]:
-    """Seconds of model Python per Python-level torch call (``host_calls``,
-    :mod:`workloads.host_calls`): the mean over :data:`CALIBRATION_MODELS` of (wall - T) /
-    calls, T without the term, at least 0, the wall the median of
-    :data:`FRAMEWORK_CAPTURES` captures taken in the state of the suite's sentinel
-    ``reference_s`` (:mod:`validation.machine_state`; up to :data:`FRAMEWORK_ATTEMPTS`); its
-    interval, the 10th and 90th percentile over every kept capture of that capture's
-    (wall - T) / calls over the term (None for a term of 0); and a sentence for the
-    provenance."""
-    from sim.cost.cpu import host_calls
-    from sim.simulator import simulate
+def calibration_captures(threads: int, progress: bool, reference_s: float | None = None,
+                         quick: bool = False) -> dict[tuple[str, str, int], list]:
+    """Real captures with a host profile of each of :data:`CALIBRATION_MODELS`, taken in the
+    state of the suite's sentinel ``reference_s`` (:mod:`validation.machine_state`):
+    :data:`FRAMEWORK_CAPTURES` of each :data:`FRAMEWORK_MODELS` (up to
+    :data:`FRAMEWORK_ATTEMPTS`), :data:`HOST_CAPTURES` of the others (up to 3x)."""
     from workloads import capture_model
 
-    spec = dataclasses.replace(spec, cpu_calibration=dataclasses.replace(
-        spec.cpu_calibration, framework_s=0.0))
-    gaps, each, parts = [], [], []
+    out = {}
     for name, phase, seq in CALIBRATION_MODELS:
-        kept = captures_in_state(
+        count = FRAMEWORK_CAPTURES if (name, phase, seq) in FRAMEWORK_MODELS else HOST_CAPTURES
+        out[(name, phase, seq)] = captures_in_state(
             lambda name=name, phase=phase, seq=seq: capture_model(
                 name, phase=phase, seq=seq, mode="real", threads=threads, warmup=WARMUP_STEPS,
-                repeat=1, progress=progress),
-            FRAMEWORK_CAPTURES, reference_s, FRAMEWORK_ATTEMPTS, threads=threads)
+                repeat=1, host_profile=True, progress=progress),
+            count, reference_s, count if quick else 3 * count, threads=threads)
+    return out
+
+
+def fit_framework(spec: HardwareSpec, captures: dict) -> tuple[float, Interval | None, str]:
+    """Seconds of model Python per Python-level torch call (``host_calls``,
+    :mod:`workloads.host_calls`) for a trace with no host profile: the mean over
+    :data:`FRAMEWORK_MODELS` of (wall - T) / calls, T without the term, at least 0, the wall the
+    median of the model's ``captures`` (:func:`calibration_captures`); its interval, the 10th
+    and 90th percentile over every capture of that capture's (wall - T) / calls over the term
+    (None for a term of 0); and a sentence for the provenance."""
+    from sim.cost.cpu import host_calls
+    from sim.simulator import simulate
+
+    spec = dataclasses.replace(spec, cpu_calibration=dataclasses.replace(
+        spec.cpu_calibration, framework_s=0.0, host_profile=None))
+    gaps, each, parts = [], [], []
+    for (name, phase, seq), kept in captures.items():
+        if (name, phase, seq) not in FRAMEWORK_MODELS:
+            continue
         walls = [c.wall_s for c in kept]
         wall, trace = float(np.median(walls)), kept[0].trace
         calls = sum(host_calls(op) for op in trace.ops)
@@ -192,6 +235,88 @@ def fit_framework(spec: HardwareSpec, threads: int, progress: bool,
     return framework, interval, (
         f" Framework term {framework * 1e6:.2f} us per Python-level torch call, the mean of "
         f"(wall - predicted T) / calls over {'; '.join(parts)}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class _HostSample:
+    """One capture's host profile against its measured host time (:func:`fit_host_profile`)."""
+
+    model: tuple[str, str, int]
+    warm: np.ndarray  # warm host time before each op (the twin's)
+    since: np.ndarray  # predicted kernel time since each op's code last ran
+    t_calc: np.ndarray
+    calls: float
+    measured_s: float  # the measured host time before the ops, in all
+    wall_s: float
+
+    def cold(self, cold_time: float) -> np.ndarray:
+        from sim.cost.cpu_host import cold_fraction
+
+        return np.array([cold_fraction(x, cold_time) for x in self.since])
+
+
+def fit_host_profile(spec: HardwareSpec,
+                     captures: dict) -> tuple[HostProfileModel, Interval, str]:
+    """The host-time model of :mod:`sim.cost.cpu_host` from ``captures``
+    (:func:`calibration_captures`): ``cold_time`` on a log grid and, for each, ``cold_factor``
+    (at least 0) by least squares on every capture's host time in all, relative, each model
+    weighing the same; then
+    ``call_overlap``, the mean over :data:`FRAMEWORK_MODELS` of (predicted T - wall) / calls
+    with no overlap, at least 0. Only captures timed from inside the dispatcher with a host
+    profile count. Also the 10th-90th percentile of measured / predicted host time over the
+    captures (``intervals.host_profile``) and a sentence for the provenance."""
+    from sim.cost.cpu import host_calls
+    from sim.cost.cpu_host import has_profile, since_last_run
+    from sim.cost.model import CalibratedCostModel, cost_ops
+
+    bare = dataclasses.replace(spec, cpu_calibration=dataclasses.replace(
+        spec.cpu_calibration, host_profile=None))
+    samples = []
+    for model, kept in captures.items():
+        for c in kept:
+            ops = c.trace.ops
+            if not has_profile(ops) or any(op.measured_host_s is None for op in ops):
+                continue
+            t_calc = np.array([k.t_calc_s for k in cost_ops(ops, bare, CalibratedCostModel())])
+            samples.append(_HostSample(
+                model, np.array([op.warm_host_s for op in ops]),
+                np.array(since_last_run(ops, t_calc)), t_calc,
+                sum(host_calls(op) for op in ops), sum(op.measured_host_s for op in ops),
+                c.wall_s))
+    if not samples:
+        raise RuntimeError("no calibration capture has a host profile and dispatcher times")
+    best = None
+    for cold_time in HOST_COLD_TIMES_S:
+        cold = [s.warm @ s.cold(cold_time) for s in samples]
+        base = np.array([s.warm.sum() / s.measured_s for s in samples])  # W / M
+        slope = np.array([f / s.measured_s for f, s in zip(cold, samples, strict=True)])
+        weight = np.array([1 / sum(t.model == s.model for t in samples) for s in samples])
+        factor = (max(0.0, float((weight * slope) @ (1 - base) / ((weight * slope) @ slope)))
+                  if slope.any() else 0.0)
+        loss = float(weight @ (base + factor * slope - 1) ** 2)
+        if best is None or loss < best[0]:
+            best = (loss, cold_time, factor, base + factor * slope - 1)
+    _, cold_time, factor, errors = best
+    overlaps = []
+    dispatch = spec.cpu_calibration.dispatch_s
+    for s in samples:
+        if s.model in FRAMEWORK_MODELS:
+            host = s.warm * (1 + factor * s.cold(cold_time))
+            predicted = float(np.sum(s.t_calc + np.maximum(0.0, dispatch + host)))
+            overlaps.append((predicted - s.wall_s) / s.calls)
+    overlap = max(0.0, float(np.mean(overlaps))) if overlaps else 0.0
+    model = HostProfileModel(factor, cold_time, overlap)
+    ratios = 1 / (1 + errors)  # measured / predicted, each capture's host time
+    interval = Interval(*(float(np.percentile(ratios, q)) for q in _INTERVAL_PERCENTILES),
+                        count=len(ratios))
+    fits = "; ".join(f"{s.model[0]} {s.model[1]} {s.measured_s * 1e6:.0f} us {e:+.0%}"
+                     for s, e in zip(samples, errors, strict=True))
+    return model, interval, (
+        f" Host profile model: cold factor {factor:.2f}, cold time {cold_time * 1e3:.3g} ms "
+        f"(least squares on the measured host time of {len(samples)} captures with a host "
+        f"profile; host time and its fit error: {fits}); call overlap {overlap * 1e6:.2f} us "
+        f"per call, the mean (predicted T - wall) / calls over {len(overlaps)} captures of "
+        f"{', '.join(f'{n} {p}' for n, p, _ in FRAMEWORK_MODELS)}.")
 
 
 def _states(kept) -> str:

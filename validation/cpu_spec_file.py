@@ -78,6 +78,10 @@ def _calibration_section(cal: CpuCalibration) -> dict[str, Any]:
         "intervals": {c: {"low": round(float(i.low), 4), "high": round(float(i.high), 4),
                           "count": int(i.count)}
                       for c, i in sorted(cal.intervals.items())},
+        **({} if cal.host_profile is None else {"host_profile": {
+            "cold_factor": round(float(cal.host_profile.cold_factor), 4),
+            "cold_time": quantity(cal.host_profile.cold_time_s, "s"),
+            "call_overlap": quantity(cal.host_profile.call_overlap_s, "s")}}),
     }
 
 

@@ -23,6 +23,9 @@ measured / predicted over the calibration's held-out micro-benchmark points
   measured / fitted per call over the calibration's captures of its framework models, each
   capture's wall against the kernels' T) scales the framework part of T as one more
   independent source. A spec without it (older) leaves that part in its ops' categories.
+  For a trace with a host profile (``trace_meta.host_profile``), priced by
+  :mod:`sim.cost.cpu_host`, the host part takes the host profile model's interval instead
+  (``intervals.host_profile``: measured / predicted host time of the calibration's captures).
 
 The machine's own drift between calibration and use (``validation.cpu_validation`` reports it)
 is not covered.
@@ -38,10 +41,12 @@ from sim.errors import InputError
 from sim.result import SimResult
 from sim.trace import Op
 
-__all__ = ["category_interval", "op_interval", "result_interval", "POOLED", "FRAMEWORK"]
+__all__ = ["category_interval", "op_interval", "result_interval", "POOLED", "FRAMEWORK",
+           "HOST_PROFILE"]
 
 POOLED = "all"  # the interval of every held-out point, for categories without their own
 FRAMEWORK = "framework"  # the interval of the framework term per call (not an op category)
+HOST_PROFILE = "host_profile"  # the interval of a profiled step's host time (sim.cost.cpu_host)
 
 
 def category_interval(cal: CpuCalibration | None, category: str) -> Interval:
@@ -65,15 +70,17 @@ def op_interval(op: Op, cost: OpCost, cal: CpuCalibration) -> tuple[float, float
 def result_interval(result: SimResult, cal: CpuCalibration) -> tuple[float, float]:
     """(low, high) seconds around ``result.total_s`` (module doc)."""
     ops = result.ops
-    framework = cal.intervals.get(FRAMEWORK) if cal is not None else None
-    # the framework part of a critical t_pre: t_pre - dispatch (sim.cost.cpu)
-    framework_s = ((ops["t_pre_s"] - cal.dispatch_s).clip(lower=0.0) * (ops["crit_pre_s"] > 0)
-                   if framework is not None else 0.0 * ops["crit_pre_s"])
-    parts = (ops["crit_pre_s"] - framework_s + ops["crit_calc_s"] + ops["crit_post_s"]).groupby(
+    profiled = (cal is not None and cal.host_profile is not None
+                and result.trace_meta.get("host_profile") == "twin")
+    host = cal.intervals.get(HOST_PROFILE if profiled else FRAMEWORK) if cal is not None else None
+    # the host part of a critical t_pre: t_pre - dispatch (sim.cost.cpu, sim.cost.cpu_host)
+    host_s = ((ops["t_pre_s"] - cal.dispatch_s).clip(lower=0.0) * (ops["crit_pre_s"] > 0)
+              if host is not None else 0.0 * ops["crit_pre_s"])
+    parts = (ops["crit_pre_s"] - host_s + ops["crit_calc_s"] + ops["crit_post_s"]).groupby(
         ops["category"]).sum()
     sources = [(part, category_interval(cal, str(category))) for category, part in parts.items()]
-    if framework is not None:
-        sources.append((float(framework_s.sum()), framework))
+    if host is not None:
+        sources.append((float(host_s.sum()), host))
     middle = half_sq = 0.0
     for part, interval in sources:
         middle += part * (interval.low + interval.high) / 2

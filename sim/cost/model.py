@@ -11,7 +11,8 @@ A view (or an op on a host scalar) launches no kernel: it costs host dispatch on
 
 On a CPU spec calibrated by ``validation.calibrate_cpu`` (``spec.cpu_calibration``),
 :class:`CalibratedCostModel` prices ops with the CPU sub-model (:mod:`sim.cost.cpu`), and
-:func:`cost_ops` gives it the trace's weight residency; GPUs and datasheet CPU specs are priced
+:func:`cost_ops` gives it the trace's weight residency (and, for a trace with a host profile, each
+op's host time: :mod:`sim.cost.cpu_host`); GPUs and datasheet CPU specs are priced
 as above. On a GPU with the GPU sub-models, :func:`cost_ops` also gives the memory-bound ops the
 bytes their producers left in L2 (:mod:`sim.cost.l2_reuse`) and the step's working set, whose
 level serves their other bytes.
@@ -23,19 +24,22 @@ level serves their other bytes.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from collections.abc import Sequence
 from typing import Protocol
 
 from sim.cost.attention import attention_time
 from sim.cost.collective import collective_time
-from sim.cost.cpu import Residency, cpu_op_cost, trace_residency
+from sim.cost.cpu import Residency, cpu_op_cost, host_calls, trace_residency
+from sim.cost.cpu_host import has_profile, profiled_host_s
 from sim.cost.gemm import gemm_shape, gemm_time
 from sim.cost.gpu_params import A100_FIT, CLOCK_MODES, GpuParams
 from sim.cost.l2_reuse import Reuse, l2_reuse
 from sim.cost.opcost import OpCost
 from sim.cost.roofline import KernelTime, kernel_time
 from sim.cost.vector import vector_time
+from sim.cpu_calibration import CpuCalibration
 from sim.errors import InputError
 from sim.hardware import HardwareSpec
 from sim.trace import Op
@@ -196,6 +200,22 @@ def cost_ops(ops: Sequence[Op], spec: HardwareSpec, model: CostModel) -> list[Op
         if cost is None:
             cost = cache[key] = model.cost(op, spec)
         costs.append(cost)
+    cal = spec.cpu_calibration
+    if (getattr(model, "cpu_submodel", False) and cal is not None
+            and cal.host_profile is not None and has_profile(ops)):
+        costs = _profiled_host(ops, costs, cal)
     return costs
+
+
+def _profiled_host(ops: Sequence[Op], costs: list[OpCost],
+                   cal: CpuCalibration) -> list[OpCost]:
+    """``costs`` with each t_pre from the trace's host profile (:mod:`sim.cost.cpu_host`)
+    instead of the ``framework`` term."""
+    profile = cal.host_profile
+    host = profiled_host_s(ops, [c.t_calc_s for c in costs], [host_calls(op) for op in ops],
+                           cold_factor=profile.cold_factor, cold_time_s=profile.cold_time_s,
+                           call_overlap_s=profile.call_overlap_s)
+    return [dataclasses.replace(c, t_pre_s=max(0.0, cal.dispatch_s + h))
+            for c, h in zip(costs, host, strict=True)]
 
 
