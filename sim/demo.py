@@ -1,8 +1,9 @@
 """The main job on built-in defaults (``tksim demo``, the README's first command).
 
-Capture a small real Transformer forward on this CPU, simulate the trace on a GPU spec and on this
-CPU's spec, print the decomposition of T for each, compare the CPU prediction with the measured wall
-time, and write an HTML report, a JSON summary and a Perfetto timeline.
+Capture a small real Transformer forward on this CPU (with its host profile:
+``workloads.host_twin``), simulate the trace on a GPU spec and on this CPU's spec, print the
+decomposition of T for each, compare the CPU prediction with the measured wall time, and write
+an HTML report, a JSON summary and a Perfetto timeline.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def run_demo(
     print(f"capturing {model} forward (batch {batch}, seq {seq}) on this CPU, "
           f"{THREADS} thread ...", flush=True)
     trace = capture(model, batch=batch, seq=seq, dtype="fp32", threads=THREADS, warmup=WARMUP,
-                    repeat=REPEAT)
+                    repeat=REPEAT, host_profile=True)  # its host time, on the calibrated CPU
     specs = [_spec(name) for name in (hw or DEFAULT_HW)]
     results = [simulate(trace, spec) for spec in specs]
     for result in results:

@@ -58,28 +58,37 @@ def _category_rows(results: dict) -> list[list[str]]:
     return rows
 
 
+_MODEL_HEADER = ["model", "ops", "measured", "calibrated", "error", "without host profile",
+                 "datasheet error", "replay error", "interval", "inside"]
+
+
 def _model_rows(results: dict) -> list[list[str]]:
+    def unprofiled(m: dict) -> str:
+        value = m.get("framework_only_error")
+        return "-" if value is None or not m.get("host_profile") else f"{value:+.1%}"
+
     return [[f"{m['model']} {m['phase']} (s={m['seq']})", str(m["ops"]), _us(m["measured_s"]),
-             _us(m["calibrated_s"]), f"{m['calibrated_error']:+.1%}",
+             _us(m["calibrated_s"]), f"{m['calibrated_error']:+.1%}", unprofiled(m),
              f"{m['datasheet_error']:+.1%}", f"{m['replay_error']:+.1%}",
              f"{_us(m['interval_s'][0])} - {_us(m['interval_s'][1])}",
              "yes" if m["inside"] else "no"] for m in results["models"]]
 
 
 _SPLIT = ["model", "op timer", "ops measured", "ops + dispatch model", "error", "host measured",
-          "framework model", "error"]
+          "host model", "error"]
 
 
 def _split_rows(results: dict) -> list[list[str]]:
     """Per model: the step's op time and host time, measured (dispatcher timer) and modelled
-    (ops with their dispatch; the framework term)."""
+    (ops with their dispatch; the host profile model, or the framework term without one)."""
     rows = []
     for m in results["models"]:
         if "measured_ops_s" not in m:
             continue
         rows.append([f"{m['model']} {m['phase']}", m["op_timer"], _us(m["measured_ops_s"]),
                      _us(m["calibrated_ops_s"]), f"{m['ops_error']:+.1%}",
-                     _us(m["measured_host_s"]), _us(m["calibrated_framework_s"]),
+                     _us(m["measured_host_s"]),
+                     _us(m.get("calibrated_host_s", m.get("calibrated_framework_s", 0.0))),
                      f"{m['host_error']:+.1%}"])
     return rows
 
@@ -148,8 +157,7 @@ def cpu_report_html(results: dict) -> str:
         _table(["category", "points", "median APE", "p90 APE", "bias", "datasheet median",
                 "datasheet p90", "in 80% interval", "worst"], _category_rows(results)),
         "<h2>Held-out models (end to end)</h2>",
-        _table(["model", "ops", "measured", "calibrated", "error", "datasheet error",
-                "replay error", "interval", "inside"], _model_rows(results)),
+        _table(_MODEL_HEADER, _model_rows(results)),
         "<h2>Where each step's time goes: ops and host, measured and modelled</h2>",
         _table(_SPLIT, _split_rows(results)),
         *figures,
@@ -169,6 +177,5 @@ def cpu_results_markdown(results: dict) -> str:
     categories = [r[:8] for r in _category_rows(results)]
     return (md(["category", "points", "median APE", "p90 APE", "bias", "datasheet median",
                 "datasheet p90", "in 80% interval"], categories) + "\n"
-            + md(["model", "ops", "measured", "calibrated", "error", "datasheet error",
-                  "replay error", "interval", "inside"], _model_rows(results))
+            + md(_MODEL_HEADER, _model_rows(results))
             + ("\n" + md(_SPLIT, split) if (split := _split_rows(results)) else ""))

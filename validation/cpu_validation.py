@@ -22,6 +22,7 @@ several steps is the one least disturbed by the other tenant of the shared cores
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 
@@ -29,7 +30,6 @@ import numpy as np
 import pandas as pd
 
 from sim.cost import CalibratedCostModel, MeasuredCostModel, cost_ops
-from sim.cost.cpu import host_calls
 from sim.cost.cpu_interval import category_interval, result_interval
 from sim.errors import InputError
 from sim.hardware import HardwareSpec
@@ -115,7 +115,8 @@ def capture_heldout(name: str, phase: str, seq: int, threads: int, progress: boo
 
     kept = captures_in_state(
         lambda: capture_model(name, phase=phase, seq=seq, mode="real", threads=threads,
-                              warmup=WARMUP_STEPS, repeat=3, progress=progress),
+                              warmup=WARMUP_STEPS, repeat=3, host_profile=True,
+                              progress=progress),
         E2E_CAPTURES, reference_s, E2E_CAPTURES if quick else E2E_ATTEMPTS, threads=threads)
     return [c.trace for c in kept], [c.wall_s for c in kept], [c.state for c in kept]
 
@@ -163,11 +164,19 @@ def _protocol(quick: bool) -> dict:
                   "timed inside the dispatcher; measured_host_s: the host time before it, less "
                   "the timer's cost per event measured in a loop), the median over the captures "
                   "vs the measured wall",
-        "split": "ops: the dispatcher-timed op times vs the model's T less its framework term; "
-                 "host: the measured time between ops vs the framework term (the Python side "
-                 "of each torch call is host when measured, dispatch when modelled)",
+        "split": "ops: the dispatcher-timed op times vs the model's T less its host part; "
+                 "host: the measured time between ops vs the modelled one (t_pre less "
+                 "dispatch): the host profile model (sim.cost.cpu_host) on each capture's "
+                 "twin-measured warm host times, or the framework term without a profile (the "
+                 "Python side of each torch call is host when measured, dispatch when "
+                 "modelled)",
+        "host_profile": "each held-out capture also times its shrunken twin "
+                        "(workloads.host_twin) for warm host times; the cold factor, cold time "
+                        "and call overlap were fitted on the calibration models only; "
+                        "calibrated_framework_only_s: the same spec without the host profile",
         "interval": "10th-90th percentile of measured / predicted on the calibration's held-out "
-                    "points, per category, and of the framework term over its captures "
+                    "points, per category, and of the host part (the host profile model's, "
+                    "or the framework term's) over the calibration's captures "
                     "(sim.cost.cpu_interval)",
         "machine_drift": "sentinel kernel time now / at calibration - 1: > 0, the machine is "
                          "slower than when it was calibrated (e.g. the other tenant is busy)",
@@ -232,7 +241,10 @@ def _model(name: str, phase: str, seq: int, spec: HardwareSpec, sheet: HardwareS
     replays = [simulate(t, spec, cost_model=MeasuredCostModel()).total_s for t in traces]
     replay = float(np.median(replays))
     by_category = calibrated.ops.groupby("category")["t_s"].sum()
-    framework = spec.cpu_calibration.framework_s * sum(host_calls(op) for op in trace.ops)
+    # the modelled host: t_pre less dispatch (the framework term, or the host profile's)
+    host = float((calibrated.ops["t_pre_s"] - spec.cpu_calibration.dispatch_s).sum())
+    unprofiled = simulate(trace, dataclasses.replace(spec, cpu_calibration=dataclasses.replace(
+        spec.cpu_calibration, host_profile=None))).total_s
     return {"model": name, "phase": phase, "seq": seq, "ops": len(trace),
             "measured_s": wall, "measured_walls_s": walls, "machine_states": states,
             "recorded_wall_s": float(trace.meta["measured_wall_s"]),
@@ -243,18 +255,22 @@ def _model(name: str, phase: str, seq: int, spec: HardwareSpec, sheet: HardwareS
             "datasheet_error": datasheet / wall - 1,
             "replay_error": replay / wall - 1,
             "calibrated_by_category_s": {str(k): float(v) for k, v in by_category.items()},
-            **_split(traces, calibrated.total_s - framework, framework)}
+            "host_profile": trace.meta.get("host_profile"),
+            "calibrated_framework_only_s": unprofiled,
+            "framework_only_error": unprofiled / wall - 1,
+            **_split(traces, calibrated.total_s - host, host)}
 
 
-def _split(traces, model_ops_s: float, model_framework_s: float) -> dict:
+def _split(traces, model_ops_s: float, model_host_s: float) -> dict:
     """The step's time split into ops and host, measured (traces timed from inside the
     dispatcher: ``workloads.op_timer``; the median over the captures) and modelled (ops with
-    their dispatch; the framework term): where the error of T comes from. The boundaries differ
-    by the Python side of each torch call (argument parsing, wrapping the result), measured as
-    host and modelled as dispatch."""
+    their dispatch; the host profile's host time, or the framework term without one): where
+    the error of T comes from. The boundaries differ by the Python side of each torch call
+    (argument parsing, wrapping the result), measured as host and modelled as dispatch (the
+    host profile subtracts it: ``call_overlap``)."""
     timer = traces[0].meta.get("op_timer", "python")
     out = {"op_timer": timer, "calibrated_ops_s": model_ops_s,
-           "calibrated_framework_s": model_framework_s}
+           "calibrated_host_s": model_host_s}
     if all(t.meta.get("op_timer") == "dispatcher" for t in traces):
         parts = [[float(t.meta[k]) for k in ("sum_measured_s", "measured_host_s",
                                               "measured_host_after_s")] for t in traces]
@@ -262,7 +278,7 @@ def _split(traces, model_ops_s: float, model_framework_s: float) -> dict:
         out.update({"measured_ops_s": ops, "measured_host_s": host,
                     "measured_host_after_s": after, "measured_parts_s": parts,
                     "ops_error": model_ops_s / ops - 1,
-                    "host_error": model_framework_s / host - 1})
+                    "host_error": model_host_s / host - 1})
     return out
 
 
