@@ -154,3 +154,14 @@ def test_the_host_profile_fit_recovers_a_known_model(toy_cpu):
     assert model.call_overlap_s == pytest.approx(TOY_CAL.dispatch_s)
     assert interval.low == pytest.approx(1.0) and interval.high == pytest.approx(1.0)
     assert "cold factor 3.00" in sentence and interval.count == 2
+
+
+def test_without_timed_host_profiles_the_calibration_fits_no_host_model(toy_cpu):
+    from validation.cpu_calibrate import FRAMEWORK_MODELS, fit_host_profile
+    from validation.machine_state import StateCapture
+
+    spec = dataclasses.replace(toy_cpu, cpu_calibration=TOY_CAL)
+    ops = (dataclasses.replace(stream_op("add", (64,), inputs=2), measured_s=1e-6),)
+    model, interval, sentence = fit_host_profile(
+        spec, {FRAMEWORK_MODELS[0]: [StateCapture(Trace(ops), 1e-5, 0.0)]})
+    assert model is None and interval is None and "No host profile model" in sentence

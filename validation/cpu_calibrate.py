@@ -250,21 +250,21 @@ class _HostSample:
     wall_s: float
 
     def cold(self, cold_time: float) -> np.ndarray:
-        from sim.cost.cpu_host import cold_fraction
-
-        return np.array([cold_fraction(x, cold_time) for x in self.since])
+        """Each op's cold fraction (:func:`sim.cost.cpu_host.cold_fraction`), vectorized."""
+        return 1.0 - np.exp(-self.since / cold_time)
 
 
 def fit_host_profile(spec: HardwareSpec,
-                     captures: dict) -> tuple[HostProfileModel, Interval, str]:
+                     captures: dict) -> tuple[HostProfileModel | None, Interval | None, str]:
     """The host-time model of :mod:`sim.cost.cpu_host` from ``captures``
     (:func:`calibration_captures`): ``cold_time`` on a log grid and, for each, ``cold_factor``
     (at least 0) by least squares on every capture's host time in all, relative, each model
     weighing the same; then
     ``call_overlap``, the mean over :data:`FRAMEWORK_MODELS` of (predicted T - wall) / calls
     with no overlap, at least 0. Only captures timed from inside the dispatcher with a host
-    profile count. Also the 10th-90th percentile of measured / predicted host time over the
-    captures (``intervals.host_profile``) and a sentence for the provenance."""
+    profile count (none without a C++ toolchain: then no model, None). Also the 10th-90th
+    percentile of measured / predicted host time over the captures (``intervals.host_profile``)
+    and a sentence for the provenance."""
     from sim.cost.cpu import host_calls
     from sim.cost.cpu_host import has_profile, since_last_run
     from sim.cost.model import CalibratedCostModel, cost_ops
@@ -283,14 +283,14 @@ def fit_host_profile(spec: HardwareSpec,
                 np.array(since_last_run(ops, t_calc)), t_calc,
                 sum(host_calls(op) for op in ops), sum(op.measured_host_s for op in ops),
                 c.wall_s))
-    if not samples:
-        raise RuntimeError("no calibration capture has a host profile and dispatcher times")
+    if not samples:  # no C++ toolchain: no dispatcher timer, no host times to fit
+        return None, None, (" No host profile model: no calibration capture was timed from "
+                            "inside the dispatcher with a host profile.")
+    base = np.array([s.warm.sum() / s.measured_s for s in samples])  # W / M
+    weight = np.array([1 / sum(t.model == s.model for t in samples) for s in samples])
     best = None
     for cold_time in HOST_COLD_TIMES_S:
-        cold = [s.warm @ s.cold(cold_time) for s in samples]
-        base = np.array([s.warm.sum() / s.measured_s for s in samples])  # W / M
-        slope = np.array([f / s.measured_s for f, s in zip(cold, samples, strict=True)])
-        weight = np.array([1 / sum(t.model == s.model for t in samples) for s in samples])
+        slope = np.array([s.warm @ s.cold(cold_time) / s.measured_s for s in samples])
         factor = (max(0.0, float((weight * slope) @ (1 - base) / ((weight * slope) @ slope)))
                   if slope.any() else 0.0)
         loss = float(weight @ (base + factor * slope - 1) ** 2)
