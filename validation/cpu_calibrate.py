@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sim.cost.cpu_host import cold_fraction
 from sim.cost.cpu_interval import FRAMEWORK, HOST_PROFILE, POOLED
 from sim.cpu_calibration import HostProfileModel, Interval
 from sim.errors import InputError
@@ -111,14 +112,15 @@ def refit_cpu(csv_in: str | Path, threads: int = 1, out_path: str | Path | None 
     csv = Path(csv_path) if csv_path is not None else out.with_suffix(".csv.gz")
     lines = [line[2:].rstrip("\n") for line in _header_lines(Path(csv_in))]
     table = pd.read_csv(csv_in, comment="#").drop(columns="predicted_s", errors="ignore")
-    previous = load_spec(str(out)).cpu_calibration if out.is_file() else None
+    replaced = load_spec(str(out)) if out.is_file() else None
+    previous = replaced.cpu_calibration if replaced is not None else None
     table.attrs["sentinel_s"] = previous.sentinel_s if previous is not None else 0.0
     if previous is not None:
         table.attrs["framework"] = (previous.framework_s, previous.intervals.get(FRAMEWORK), (
             f" Framework term {previous.framework_s * 1e6:.2f} us per call, kept from the "
             "calibration whose measurements this re-fits."))
     if previous is not None and previous.host_profile is not None:
-        kept = _kept_sentence(previous, out)
+        kept = _kept_sentence(replaced)
         table.attrs["host_profile"] = (previous.host_profile,
                                        previous.intervals.get(HOST_PROFILE), kept)
     measured = (f"re-fitted from the measurements of {Path(csv_in).name} ("
@@ -126,12 +128,13 @@ def refit_cpu(csv_in: str | Path, threads: int = 1, out_path: str | Path | None 
     return _fit_and_write(table, base, threads, out, csv, measured, start, progress)
 
 
-def _kept_sentence(previous, out: Path) -> str:
+def _kept_sentence(replaced: HardwareSpec) -> str:
     """The provenance of a kept host profile model: its own sentence from the spec replaced."""
-    text = load_spec(str(out)).sources.get("calibration", "") if out.is_file() else ""
+    text = replaced.sources.get("calibration", "")
     own = text[text.find(" Host profile model:"):] if " Host profile model:" in text else ""
-    return own or (f" Host profile model (cold factor {previous.host_profile.cold_factor:.2f}) "
-                   "kept from the calibration whose measurements this re-fits.")
+    factor = replaced.cpu_calibration.host_profile.cold_factor
+    return own or (f" Host profile model (cold factor {factor:.2f}) kept from the calibration "
+                   "whose measurements this re-fits.")
 
 
 def _header_lines(path: Path) -> list[str]:
@@ -250,8 +253,8 @@ class _HostSample:
     wall_s: float
 
     def cold(self, cold_time: float) -> np.ndarray:
-        """Each op's cold fraction (:func:`sim.cost.cpu_host.cold_fraction`), vectorized."""
-        return 1.0 - np.exp(-self.since / cold_time)
+        """Each op's cold fraction (:func:`sim.cost.cpu_host.cold_fraction`)."""
+        return cold_fraction(self.since, cold_time)
 
 
 def fit_host_profile(spec: HardwareSpec,

@@ -28,9 +28,10 @@ host times within -12 to +3 %; a bytes model, -60 to +171 %.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
+
+import numpy as np
 
 from sim.trace import Op
 
@@ -72,11 +73,13 @@ def since_last_run(ops: Sequence[Op], t_calc: Sequence[float]) -> list[float]:
     return since
 
 
-def cold_fraction(since_s: float, cold_time_s: float) -> float:
-    """How much of the code's lines are gone after ``since_s`` (0 warm, 1 cold)."""
+def cold_fraction(since_s, cold_time_s: float):
+    """How much of the code's lines are gone after ``since_s`` (0 warm, 1 cold); a float, or an
+    array for an array of times."""
     if cold_time_s <= 0:
-        return 0.0
-    return 1.0 - math.exp(-since_s / cold_time_s)
+        return 0.0 * np.asarray(since_s) if np.ndim(since_s) else 0.0
+    fraction = 1.0 - np.exp(-np.asarray(since_s, dtype=float) / cold_time_s)
+    return fraction if np.ndim(since_s) else float(fraction)
 
 
 def profiled_host_s(ops: Sequence[Op], t_calc: Sequence[float], calls: Sequence[float], *,
