@@ -28,7 +28,7 @@ spec files, ``docs/spec-format.md``; meaning in ``docs/cpu-validation.md``)::
                     dram_call: ..}}
       attention: {fp32: {overhead: .., head: .., block: .., pair: .., kv_element: ..,
                          rate: .., decode_head: .., decode_kv_element: ..,
-                         kv_lines_in_flight: 48}}
+                         kv_lines_in_flight: 48, cold_call: ..}}
       intervals: {gemm: {low: 0.9, high: 1.15, count: 60}, ...}   # measured / predicted
       framework: 1.1 us                # model code's Python per Python-level torch call
       host_profile:                    # a trace with warm host times (sim.cost.cpu_host)
@@ -122,6 +122,9 @@ class AttentionCoefficients:
     #: lines x line size / the level's latency (Little's law); inf when absent (an older
     #: spec: K and V stream at the level's bandwidth).
     kv_lines_in_flight: float = math.inf
+    #: Fixed seconds of a call whose code and library state were evicted (a micro-benchmark
+    #: block's first call; never a trace's op), as the GEMM's; 0 in an older spec.
+    cold_call_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -197,7 +200,7 @@ GEMM_KEYS = {"overhead": "overhead_s", "a_element": "a_element_s", "b_element": 
 ATTENTION_KEYS = {"overhead": "overhead_s", "head": "head_s", "block": "block_s",
                   "pair": "pair_s", "kv_element": "kv_element_s", "rate": "flops_per_s",
                   "decode_head": "decode_head_s", "decode_kv_element": "decode_kv_element_s",
-                  "kv_lines_in_flight": "kv_lines_in_flight"}
+                  "kv_lines_in_flight": "kv_lines_in_flight", "cold_call": "cold_call_s"}
 #: Keys a spec written before they existed lacks (their record's default applies).
 _OPTIONAL_KEYS = frozenset({"kv_lines_in_flight", "cold_call", "gemv_stream_fraction",
                             "dram_call"})

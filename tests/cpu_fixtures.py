@@ -36,7 +36,7 @@ TOY_CAL = CpuCalibration(
                                              pair_s=1e-9, kv_element_s=1e-10,
                                              flops_per_s=5e10, decode_head_s=0.5e-6,
                                              decode_kv_element_s=2e-10,
-                                             kv_lines_in_flight=20)},
+                                             kv_lines_in_flight=20, cold_call_s=15e-6)},
     intervals={"gemm": Interval(0.8, 1.2, 10), "elementwise": Interval(0.9, 1.3, 10),
                "all": Interval(0.5, 2.0, 20)},
 )

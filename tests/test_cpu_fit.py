@@ -24,7 +24,7 @@ from validation.cpu_fit import (
     load_points,
 )
 from validation.cpu_fit_stream import ELEMENT_STARTS, fit_stream, robust_loss
-from validation.microbench.suite import _op_dict
+from validation.microbench.suite import op_record
 
 VIEW = Op(id=0, name="aten::view", category="view")
 
@@ -48,7 +48,7 @@ def test_a_point_splits_its_calls_into_warm_and_cold():
 
 def test_points_run_cold_once_per_sample_block():
     # the timer interleaves points: a sample's first call finds nothing of its data cached
-    ops = json.dumps([_op_dict(stream_op("add", (4, 4), inputs=2))])
+    ops = json.dumps([op_record(stream_op("add", (4, 4), inputs=2))])
     table = pd.DataFrame({"key": ["a", "b"], "category": "elementwise", "split": "fit",
                           "measured_s": 1e-6, "reuse_bytes": 192.0,
                           "weight_reuse_bytes": 192.0, "ops": ops, "block": [4, 1]})
@@ -59,7 +59,7 @@ def test_points_run_cold_once_per_sample_block():
 def test_a_block_reads_each_rotated_set_the_round_evicted_once():
     # 4 calls per block over 2 buffer sets: the 1st cold, the 2nd on an evicted set, 2 warm;
     # 8 calls over a pool of 64 cold weight copies: 1 cold, 7 with weights from main memory
-    ops = json.dumps([_op_dict(stream_op("add", (4, 4), inputs=2))])
+    ops = json.dumps([op_record(stream_op("add", (4, 4), inputs=2))])
     table = pd.DataFrame({"key": ["rotated", "cold", "one set"], "category": "elementwise",
                           "split": "fit", "measured_s": 1e-6, "reuse_bytes": 192.0,
                           "weight_reuse_bytes": [384.0, 64 * 192.0, 192.0], "ops": ops,
@@ -112,9 +112,10 @@ def test_attention_fit_recovers_known_coefficients():
         s_q = 1 if i % 3 == 0 else s_k
         residency = Residency(reuse_bytes=64 * MIB) if i % 4 == 0 else None  # main memory
         points.append(_point([_attention(b, h, s_q, s_k, d, causal=i % 2 == 1,
-                                         group=int(rng.choice([1, 4])))], residency=residency))
+                                         group=int(rng.choice([1, 4])))], residency=residency,
+                             cold_share=1 / (2 + i % 4)))  # warm calls in every point
     start = dataclasses.replace(TOY_CAL, attention={"fp32": AttentionCoefficients(
-        1e-5, 1e-7, 1e-7, 1e-8, 1e-9, 2e11, 1e-7, 1e-9, 50.0)})
+        1e-5, 1e-7, 1e-7, 1e-8, 1e-9, 2e11, 1e-7, 1e-9, 50.0, 1e-6)})
     fitted = fit_attention(points, start, "fp32")
     truth = TOY_CAL.attention["fp32"]
     for name in vars(truth):

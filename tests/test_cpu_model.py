@@ -143,6 +143,22 @@ def test_attention_reads_k_and_v_once_from_their_level_and_again_from_cache():
     assert warm.t_calc_s == pytest.approx(expected - first * 100e-9 / (20 * 64) + first / 100e9)
 
 
+def test_a_cold_attention_call_pays_its_cold_call_cost_unless_k_and_v_stream_from_memory():
+    def sdpa(s_k):
+        return Op(id=0, name="aten::_scaled_dot_product_flash_attention_for_cpu",
+                  category="attention", dtype="fp32",
+                  attrs={"b": 1, "h_q": 4, "h_kv": 4, "s_q": 1, "s_k": s_k, "d": 32,
+                         "causal": False})
+
+    evicted, cold = Residency(math.inf, math.inf), Residency(math.inf, math.inf, cold=True)
+    small = sdpa(100)  # 100 KiB of K and V: a cache holds them, the cold start shows
+    assert (cpu_op_cost(small, TOY_CAL, cold).t_calc_s
+            == pytest.approx(cpu_op_cost(small, TOY_CAL, evicted).t_calc_s + 15e-6))
+    large = sdpa(20_000)  # 20 MiB: streamed from main memory cold or not
+    assert (cpu_op_cost(large, TOY_CAL, cold).t_calc_s
+            == pytest.approx(cpu_op_cost(large, TOY_CAL, evicted).t_calc_s))
+
+
 def test_streaming_op_takes_the_slower_of_bytes_and_elements_plus_its_floor():
     add = stream_op("add", (1024, 1024), inputs=2)  # 12 MiB: dram
     assert cpu_op_cost(add, TOY_CAL).t_calc_s == pytest.approx(2e-6 + 12 * MIB / 20e9)

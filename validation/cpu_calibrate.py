@@ -37,6 +37,7 @@ from sim.files import write_atomic
 from sim.hardware import HardwareSpec
 from sim.spec_library import load_spec
 from validation.cpu_fit import Point, fit_cpu, load_points, predict_points
+from validation.cpu_in_situ import in_situ_rows
 from validation.cpu_spec_file import write_calibrated_spec
 from validation.machine_state import captures_in_state
 from validation.metrics import summarize_errors
@@ -92,9 +93,23 @@ def calibrate_cpu(threads: int = 1, quick: bool = False, out_path: str | Path | 
     plan = QUICK if quick else FULL
     table = run_suite(build_cases(quick=quick, seed=seed), base.with_units(threads), plan,
                       threads=threads, seed=seed, progress=progress)
+    captures = calibration_captures(threads, progress, table.attrs["sentinel_s"], quick)
+    table = with_in_situ(table, captures)
     measured = (f"{'quick' if quick else 'full'} sweep, {plan.rounds} interleaved rounds each, "
-                f"median per point")
-    return _fit_and_write(table, base, threads, out, csv, measured, start, progress, quick)
+                f"median per point; in-situ points from the calibration models' captures")
+    return _fit_and_write(table, base, threads, out, csv, measured, start, progress, quick,
+                          captures)
+
+
+def with_in_situ(table: pd.DataFrame, captures: dict) -> pd.DataFrame:
+    """The suite's ``table`` and the in-situ rows of ``captures``
+    (:mod:`validation.cpu_in_situ`), its attributes kept."""
+    rows = in_situ_rows(captures)
+    if rows.empty:
+        return table
+    both = pd.concat([table, rows], ignore_index=True)
+    both.attrs.update(table.attrs)
+    return both
 
 
 def refit_cpu(csv_in: str | Path, threads: int = 1, out_path: str | Path | None = None,
@@ -145,7 +160,8 @@ def _header_lines(path: Path) -> list[str]:
 
 
 def _fit_and_write(table: pd.DataFrame, base: HardwareSpec, threads: int, out: Path, csv: Path,
-                   measured: str, start: float, progress: bool, quick: bool = False) -> Path:
+                   measured: str, start: float, progress: bool, quick: bool = False,
+                   captures: dict | None = None) -> Path:
     points = load_points(table)
     cal = dataclasses.replace(fit_cpu(points, base, threads), datasheet=base.name,
                               sentinel_s=table.attrs["sentinel_s"])
@@ -155,7 +171,8 @@ def _fit_and_write(table: pd.DataFrame, base: HardwareSpec, threads: int, out: P
     spec = dataclasses.replace(spec, cpu_calibration=cal)
     framework, host = table.attrs.get("framework"), table.attrs.get("host_profile")
     if framework is None or host is None:
-        captures = calibration_captures(threads, progress, table.attrs["sentinel_s"], quick)
+        if captures is None:
+            captures = calibration_captures(threads, progress, table.attrs["sentinel_s"], quick)
         framework = framework or fit_framework(spec, captures)
         host = host or fit_host_profile(spec, captures)
     framework_s, framework_interval, gaps = framework
@@ -342,8 +359,8 @@ def heldout_intervals(points: Sequence[Point], predicted: np.ndarray) -> dict[st
 
 
 def _residuals(points: Sequence[Point], predicted: np.ndarray, split: str) -> str:
-    rows = [(p.kind, p.measured_s, q) for p, q in zip(points, predicted, strict=True)
-            if p.split == split]
+    rows = [(p.kind + (" in situ" if p.kernel_only else ""), p.measured_s, q)
+            for p, q in zip(points, predicted, strict=True) if p.split == split]
     frame = pd.DataFrame(rows, columns=["category", "measured", "predicted"])
     parts = []
     for category, group in frame.groupby("category"):

@@ -13,7 +13,12 @@ values (:data:`START`), so a re-fit never depends on an earlier fit:
    binds on no fit point is dropped (0).
 3. ``gemm``: per dtype, the ten GEMM coefficients on the GEMM points (views and any streaming
    op of a point priced with stages 1-2).
-4. ``attention``: per dtype, the nine attention coefficients on the SDPA points.
+4. ``attention``: per dtype, the ten attention coefficients on the SDPA points.
+
+Beside the suite's points, the fit takes *in-situ* points (:mod:`validation.cpu_in_situ`): the
+GEMM and attention ops of the calibration models' real steps, each timed inside its step and
+compared with its t_calc alone (:attr:`Point.kernel_only`). They run warm, so they pin the warm
+terms at a model's shapes and leave the suite's first-call excess to ``cold_call``.
 
 A point is predicted as the sum of its ops' t_pre + t_calc over its timed calls (:class:`Point`):
 the first call of each sample block runs cold (the timer interleaves the points, so every other
@@ -54,6 +59,7 @@ from sim.cpu_calibration import (
 from sim.hardware import HardwareSpec
 from sim.trace import Op
 from validation.cpu_fit_stream import FIT_LOSS_SCALE, fit_stream, robust_loss
+from validation.cpu_in_situ import IN_SITU_FAMILY
 from validation.microbench.suite import points_to_ops
 
 __all__ = ["Point", "COLD", "EVICTED", "load_points", "start_calibration", "fit_cpu",
@@ -66,6 +72,11 @@ MIN_OP_POINTS = 12  # a GEMM op gets its own coefficients from this many fit poi
 #: on the measurements of 06:29 UTC: one joint solve from 32 lines ended at 106, fp32 held-out
 #: p90 40 %; from the other coefficients' solution it ended at 49 lines, 23 %).
 KV_LINES_STARTS = (16.0, 32.0, 64.0, 128.0)
+#: Starts (s) of the attention fit's ``cold_call``, held with each of :data:`KV_LINES_STARTS`
+#: while the other coefficients fit first: a cold call also reads K and V from main memory,
+#: whose latency bound the lines set, so the two trade off (on exact synthetic data, fitted
+#: with only the lines held, ``cold_call`` stalled at 0 us for every start of the lines).
+COLD_CALL_STARTS = (0.0, 10e-6, 50e-6)
 #: glibc's largest dynamic mmap threshold on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX, mallopt(3)).
 MMAP_THRESHOLD_BYTES = 32 * 2**20
 _MIB = 2**20
@@ -105,6 +116,8 @@ class Point:
     cold_share: float = 0.0
     evicted_share: float = 0.0
     evicted: Residency = EVICTED
+    #: Timed inside a model's step (``validation.cpu_in_situ``): the time is the op's t_calc.
+    kernel_only: bool = False
 
     def calls(self) -> tuple[tuple[float, Residency], ...]:
         """(share of the timed calls, residency) of the warm, evicted and cold calls."""
@@ -125,9 +138,9 @@ def load_points(table: pd.DataFrame) -> list[Point]:
         return table[name] if name in table else pd.Series(default, index=table.index)
 
     points = []
-    for row, ops, block, copies, weights_only in zip(
+    for row, ops, block, copies, weights_only, family in zip(
             table.itertuples(), points_to_ops(table), column("block", np.inf),
-            column("copies", 1), column("cold", False), strict=True):
+            column("copies", 1), column("cold", False), column("family", ""), strict=True):
         block = max(float(block), 1.0)
         residency = Residency(float(row.reuse_bytes), float(row.weight_reuse_bytes))
         points.append(Point(
@@ -135,7 +148,7 @@ def load_points(table: pd.DataFrame) -> list[Point]:
             measured_s=float(row.measured_s), residency=residency, cold_share=1.0 / block,
             evicted_share=(min(block, float(copies)) - 1.0) / block,
             evicted=(Residency(residency.reuse_bytes, math.inf) if _true(weights_only)
-                     else EVICTED)))
+                     else EVICTED), kernel_only=family == IN_SITU_FAMILY))
     return points
 
 
@@ -159,7 +172,7 @@ def start_calibration(spec: HardwareSpec, threads: int) -> CpuCalibration:
     gemm = {dt: GemmCoefficients(5e-6, 1e-10, 1e-10, 1e-10, r, 2e-6, 1e-10, 1e-9, 0.5, 1e-5)
             for dt, r in rate.items()}
     attention = {dt: AttentionCoefficients(5e-6, 1e-7, 1e-7, 1e-9, 1e-10, r, 1e-6, 1e-10,
-                                           KV_LINES_STARTS[1]) for dt, r in rate.items()}
+                                           KV_LINES_STARTS[1], 1e-5) for dt, r in rate.items()}
     return CpuCalibration(threads=threads, dispatch_s=1e-6, levels=levels,
                           fault_threshold_bytes=MMAP_THRESHOLD_BYTES, fault_bytes_per_s=3.3e9,
                           strided_fraction=0.5, floor_s=dict.fromkeys(FLOOR_CATEGORIES, 1e-6),
@@ -184,8 +197,13 @@ def predict_points(points: Sequence[Point], spec: HardwareSpec) -> np.ndarray:
     """Predicted time of each point (s) with the CPU sub-model of calibrated ``spec`` (no
     framework term: a micro-benchmark runs no model code)."""
     cal = dataclasses.replace(spec.cpu_calibration, framework_s=0.0)
-    return np.array([sum(share * cpu_op_cost(op, cal, residency).total_s
+    return np.array([sum(share * _seconds(cpu_op_cost(op, cal, residency), p)
                          for share, residency in p.calls() for op in p.ops) for p in points])
+
+
+def _seconds(cost, point: Point) -> float:
+    """What ``point``'s time holds of an op's ``cost``: t_calc in situ, else all of it."""
+    return cost.t_calc_s if point.kernel_only else cost.total_s
 
 
 def _least_squares(residuals: Callable[[np.ndarray], np.ndarray], start: np.ndarray,
@@ -274,32 +292,36 @@ def fit_attention(points: Sequence[Point], cal: CpuCalibration,
     design = _design(rows, cal, attention_terms)
     c0 = cal.attention[dtype]
 
-    def coefficients(x):
-        return AttentionCoefficients(x[0], x[1], x[2], x[3], x[4], 1 / x[5], x[6], x[7], x[8])
+    def coefficients(x):  # x[9], the cache lines in flight, last: the one held at first
+        return AttentionCoefficients(x[0], x[1], x[2], x[3], x[4], 1 / x[5], x[6], x[7], x[9],
+                                     cold_call_s=x[8])
 
     def residuals(x):
         return design.log_residuals(attention_seconds(coefficients(x), design.terms,
                                                       cal.fault_bytes_per_s))
 
-    low = np.array([0, 0, 0, 0, 0, 1e-14, 0, 0, 1.0])
-    high = np.array([1e-3, 1e-4, 1e-4, 1e-6, 1e-8, 1e-9, 1e-4, 1e-8, 1e4])
+    low = np.array([0, 0, 0, 0, 0, 1e-14, 0, 0, 0, 1.0])
+    high = np.array([1e-3, 1e-4, 1e-4, 1e-6, 1e-8, 1e-9, 1e-4, 1e-8, 1e-3, 1e4])
     start = np.array([c0.overhead_s, c0.head_s, c0.block_s, c0.pair_s, c0.kv_element_s,
-                      1 / c0.flops_per_s, c0.decode_head_s, c0.decode_kv_element_s])
+                      1 / c0.flops_per_s, c0.decode_head_s, c0.decode_kv_element_s,
+                      c0.cold_call_s])
 
-    def from_lines(lines: float) -> np.ndarray:
-        """The other coefficients fitted with ``lines`` held, then all of them together."""
-        held = _least_squares(lambda x: residuals(np.append(x, lines)), start, low[:-1],
-                              high[:-1])
-        return _least_squares(residuals, np.append(held, lines), low, high)
+    def from_start(lines: float, cold_call: float) -> np.ndarray:
+        """The other coefficients fitted with ``lines`` and ``cold_call`` held, then all of
+        them together."""
+        held = np.append(_least_squares(lambda x: residuals(np.append(x, (cold_call, lines))),
+                                        start[:-1], low[:-2], high[:-2]), (cold_call, lines))
+        return _least_squares(residuals, held, low, high)
 
-    fits = [from_lines(lines) for lines in KV_LINES_STARTS]
+    fits = [from_start(lines, cold) for lines in KV_LINES_STARTS for cold in COLD_CALL_STARTS]
     return coefficients(min(fits, key=lambda x: robust_loss(residuals(x))))
 
 
 def _others_s(point: Point, main: Op, cal: CpuCalibration, residency: Residency) -> float:
-    """Time of a point's ops other than ``main`` plus main's t_pre, with the current fit."""
-    return cal.dispatch_s + sum(cpu_op_cost(op, cal, residency).total_s
-                                for op in point.ops if op is not main)
+    """Time of a point's ops other than ``main`` plus main's t_pre (none in situ), with the
+    current fit."""
+    return (0.0 if point.kernel_only else cal.dispatch_s) + sum(
+        _seconds(cpu_op_cost(op, cal, residency), point) for op in point.ops if op is not main)
 
 
 def _stack(rows: list[dict]) -> dict[str, np.ndarray]:

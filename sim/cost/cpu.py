@@ -25,6 +25,7 @@ order, t_post = 0. With the coefficients of the spec's ``cpu_calibration``
              one head's K and V);  read(bytes, level) = bytes x max(1 / bw, latency / (lines
              x 64 B)), lines = kv_lines_in_flight
       s_q = 1: overhead + decode_head (b h_q) + pair P + decode_kv_element E + the same reads
+      a cold call whose K and V fit in a cache level adds cold_call, as a GEMM's
     streaming (elementwise, reduction, norm, copy, embedding, other)
              floor[op] + max((bytes [+ gathered (1 / gather_fraction - 1)]) / bw(level)
                              [/ strided_fraction],
@@ -79,7 +80,11 @@ main memory that binds (measured here 2026-11-29, fp32 decode over 1.5-18 MiB of
 13-17 GB/s, against 40 GB/s of streaming; from the L3, 42-59 GB/s): the calibrations of that
 day fitted 41-49 lines for fp32, 50-75 for bf16. Chosen over a fitted fraction of the
 bandwidth (the same fit-split p90, but a fraction also slows the caches, where the measured
-reads run at full speed).
+reads run at full speed). A cold call (a micro-benchmark block's first) pays a fixed
+``cold_call``, as a GEMM's: fitted only on the suite, where every block's first call is cold,
+it takes 54-126 us and the warm terms come out low (SDPA inside llama-tiny's and gpt2-tiny's
+prefill steps predicted 25-35 % short, 2026-11-29); fitted with the in-situ points of the
+calibration models (``validation.cpu_in_situ``) 38-47 us, and those SDPA within -15 to +5 %.
 Streaming: bytes flow from the level holding the working set unless the per-element work
 (a special function, a softmax) is slower (Williams et al., "Roofline", CACM 2009: the max of
 the two); a row-wise op (softmax, norm, reduction over the last dimension) also pays per row
@@ -235,13 +240,15 @@ def attention_terms(op: Op, cal: CpuCalibration, residency: Residency) -> dict[s
     # another query head of the group) finds them where one head's K and V fit
     first = min(kv_elements, b * int(a.get("h_kv", h_q)) * s_k * (d + d_v)) * element_bytes
     again = min(level, level_index(cal, s_k * (d + d_v) * element_bytes))
+    memory = len(cal.levels) - 1
     return {"heads": heads, "blocks": heads * blocks, "pairs": heads * pairs,
             "decode": float(s_q == 1), "kv_elements": kv_elements,
             "flops": 2.0 * heads * pairs * (d + d_v),
             "kv_bytes": float(kv_elements * element_bytes), "kv_first_bytes": float(first),
             "level": level, "bandwidth": _bandwidth(cal, level),
             "latency": cal.levels[level].latency_s, "again_bandwidth": _bandwidth(cal, again),
-            "again_latency": cal.levels[again].latency_s, "fault_bytes": _fault_bytes(op, cal)}
+            "again_latency": cal.levels[again].latency_s, "fault_bytes": _fault_bytes(op, cal),
+            "cold": float(residency.cold and level_index(cal, first) < memory)}
 
 
 def stream_terms(op: Op, cal: CpuCalibration, residency: Residency) -> dict:
@@ -348,7 +355,7 @@ def attention_seconds(coef, terms, fault_bytes_per_s):
               + coef.decode_kv_element_s * terms["kv_elements"] + stream)
     return (coef.overhead_s + coef.pair_s * terms["pairs"]
             + np.where(terms["decode"] > 0, decode, prefill)
-            + terms["fault_bytes"] / fault_bytes_per_s)
+            + terms["fault_bytes"] / fault_bytes_per_s + coef.cold_call_s * terms["cold"])
 
 
 def stream_seconds(floor_s, nbytes, bandwidth, elements, element_s, rows, row_s, fault_bytes,

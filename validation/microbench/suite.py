@@ -26,7 +26,8 @@ from validation.microbench.cases import Case, Prepared, prepare
 from validation.microbench.timer import TimingPlan, time_interleaved
 from workloads.capture_env import torch_threads
 
-__all__ = ["COLUMNS", "run_suite", "points_to_ops", "sentinel_time", "MEMORY_BUDGET_BYTES"]
+__all__ = ["COLUMNS", "run_suite", "points_to_ops", "op_record", "sentinel_time",
+           "MEMORY_BUDGET_BYTES"]
 
 COLUMNS = ("key", "family", "category", "dtype", "cold", "shape", "split", "measured_s", "noise",
            "num_samples", "dropped", "block", "copies", "reuse_bytes", "weight_reuse_bytes",
@@ -152,13 +153,15 @@ def _row(point: Prepared, timing) -> dict:
         "reuse_bytes": point.reuse_bytes, "weight_reuse_bytes": point.weight_reuse_bytes,
         "working_set_bytes": point.working_set_bytes,
         "flops": sum(op.flops for op in point.ops),
-        "ops": json.dumps([_op_dict(op) for op in point.ops], sort_keys=True),
+        "ops": json.dumps([op_record(op) for op in point.ops], sort_keys=True),
     }
 
 
-def _op_dict(op: Op) -> dict:
+def op_record(op: Op) -> dict:
+    """An op as a row's ``ops`` JSON keeps it: no ids, dependencies, times or placement."""
     data = op.to_dict()
-    for key in ("deps", "measured_s", "module", "stream", "rank"):
+    for key in ("deps", "measured_s", "measured_host_s", "warm_host_s", "module", "stream",
+                "rank"):
         data.pop(key, None)
     return data
 
