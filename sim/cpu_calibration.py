@@ -25,7 +25,7 @@ spec files, ``docs/spec-format.md``; meaning in ``docs/cpu-validation.md``)::
       gemm: {fp32: {overhead: .., a_element: .., b_element: .., c_element: .., rate: ..,
                     gemv_overhead: .., gemv_element: .., gemv_output: ..,
                     stream_fraction: .., cold_call: .., gemv_stream_fraction: ..,
-                    dram_call: ..}}
+                    dram_call: .., gemv_dram_row: ..}}
       attention: {fp32: {overhead: .., head: .., block: .., pair: .., kv_element: ..,
                          rate: .., decode_head: .., decode_kv_element: ..,
                          kv_lines_in_flight: 48, cold_call: ..}}
@@ -97,6 +97,10 @@ class GemmCoefficients:
     #: before the hardware prefetchers run ahead of it (both paths; a trace's ops too). 0 when
     #: absent (an older spec).
     dram_call_s: float = 0.0
+    #: Extra seconds of a matrix-vector product per row of B (as stored: n rows of k for
+    #: F.linear's weight, k rows of n for ``x @ w``) when B streams from main memory: each
+    #: row starts new streams that the prefetchers ramp up on (0 when absent, an older spec).
+    gemv_dram_row_s: float = 0.0
 
     def __post_init__(self) -> None:
         if math.isnan(self.gemv_stream_fraction):
@@ -196,14 +200,14 @@ GEMM_KEYS = {"overhead": "overhead_s", "a_element": "a_element_s", "b_element": 
              "gemv_overhead": "gemv_overhead_s", "gemv_element": "gemv_element_s",
              "gemv_output": "gemv_output_s", "stream_fraction": "stream_fraction",
              "cold_call": "cold_call_s", "gemv_stream_fraction": "gemv_stream_fraction",
-             "dram_call": "dram_call_s"}
+             "dram_call": "dram_call_s", "gemv_dram_row": "gemv_dram_row_s"}
 ATTENTION_KEYS = {"overhead": "overhead_s", "head": "head_s", "block": "block_s",
                   "pair": "pair_s", "kv_element": "kv_element_s", "rate": "flops_per_s",
                   "decode_head": "decode_head_s", "decode_kv_element": "decode_kv_element_s",
                   "kv_lines_in_flight": "kv_lines_in_flight", "cold_call": "cold_call_s"}
 #: Keys a spec written before they existed lacks (their record's default applies).
 _OPTIONAL_KEYS = frozenset({"kv_lines_in_flight", "cold_call", "gemv_stream_fraction",
-                            "dram_call"})
+                            "dram_call", "gemv_dram_row"})
 _MAX_LINES = 1e6
 
 

@@ -84,7 +84,7 @@ def test_gemm_fit_recovers_known_coefficients():
     rng = np.random.default_rng(0)
     shapes = [(int(m), int(n), int(k)) for m, n, k in rng.integers(2, 600, size=(40, 3))]
     shapes += [(1, int(n), int(k)) for n, k in rng.integers(16, 2000, size=(10, 2))]
-    truth = dataclasses.replace(TOY_CAL.gemm["fp32"], dram_call_s=4e-6)
+    truth = dataclasses.replace(TOY_CAL.gemm["fp32"], dram_call_s=4e-6, gemv_dram_row_s=30e-9)
     cal = dataclasses.replace(TOY_CAL, gemm={"fp32": truth})
     # every third point's weights rotate through main memory (a cold pool)
     points = [_point([VIEW, gemm_op(m, n, k)], cal, cold_share=1 / (1 + i % 5),

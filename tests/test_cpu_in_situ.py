@@ -88,3 +88,13 @@ def test_in_situ_points_pin_the_warm_terms_that_cold_suite_points_confound():
     fitted = fit_gemm(suite + in_situ, start, "fp32")
     assert fitted.overhead_s == pytest.approx(3e-6, rel=1e-3)
     assert fitted.cold_call_s == pytest.approx(20e-6, rel=1e-3)
+
+
+def test_in_situ_points_together_weigh_as_much_as_the_suites():
+    from validation.cpu_fit import _weights
+
+    suite = Point("s", "gemm", "fit", (gemm_op(8, 8, 8),), Residency(), 1e-6)
+    in_situ = dataclasses.replace(suite, kernel_only=True)
+    rows = [(suite, None)] * 6 + [(in_situ, None)] * 2
+    assert list(_weights(rows)) == [1.0] * 6 + [3.0] * 2
+    assert list(_weights(rows[:6])) == [1.0] * 6  # no in-situ points: all alike

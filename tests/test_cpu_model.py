@@ -116,6 +116,22 @@ def test_a_gemm_streaming_b_from_main_memory_pays_its_dram_call_cost():
             3e-6 + b_bytes / (20e9 * fraction) - b_bytes / (100e9 * fraction))
 
 
+def test_a_gemv_streaming_b_from_main_memory_pays_per_row_of_b_as_stored():
+    coef = dataclasses.replace(TOY_CAL.gemm["fp32"], gemv_dram_row_s=40e-9)
+    cal = dataclasses.replace(TOY_CAL, gemm={"fp32": coef})
+    in_memory = Residency(weight_reuse_bytes=64 * MIB)
+    nk = gemm_op(1, 4096, 256)  # F.linear's weight: 4096 rows of 256
+    kn = dataclasses.replace(nk, attrs={**nk.attrs, "b_layout": "kn"})  # x @ w: 256 rows
+    base = cpu_op_cost(nk, TOY_CAL, in_memory).t_calc_s
+    assert cpu_op_cost(nk, cal, in_memory).t_calc_s == pytest.approx(base + 4096 * 40e-9)
+    assert cpu_op_cost(kn, cal, in_memory).t_calc_s == pytest.approx(base + 256 * 40e-9)
+    # B in a cache: no rows to stream from main memory; m > 1: the GEMM path has no such term
+    assert cpu_op_cost(nk, cal).t_calc_s == pytest.approx(cpu_op_cost(nk, TOY_CAL).t_calc_s)
+    gemm = gemm_op(8, 4096, 256)
+    assert (cpu_op_cost(gemm, cal, in_memory).t_calc_s
+            == pytest.approx(cpu_op_cost(gemm, TOY_CAL, in_memory).t_calc_s))
+
+
 def test_decode_attention_uses_its_own_per_head_and_kv_costs():
     op = Op(id=0, name="aten::_scaled_dot_product_flash_attention_for_cpu",
             category="attention", dtype="fp32",

@@ -11,7 +11,7 @@ values (:data:`START`), so a re-fit never depends on an earlier fit:
    the strided-copy fraction and the page-fault bandwidth, on every point made of streaming
    ops (elementwise, reduction, norm, copy, embedding). An element time whose compute term
    binds on no fit point is dropped (0).
-3. ``gemm``: per dtype, the ten GEMM coefficients on the GEMM points (views and any streaming
+3. ``gemm``: per dtype, the thirteen GEMM coefficients on the GEMM points (views and any streaming
    op of a point priced with stages 1-2).
 4. ``attention``: per dtype, the ten attention coefficients on the SDPA points.
 
@@ -169,8 +169,8 @@ def start_calibration(spec: HardwareSpec, threads: int) -> CpuCalibration:
                                else math.inf, 0.6 * spec.memory_bandwidth(lv), lv.latency_s)
                    for i, lv in enumerate(spec.memory))
     rate = {dt: spec.compute.matrix_peak(dt) * spec.efficiency.matrix for dt in ("fp32", "bf16")}
-    gemm = {dt: GemmCoefficients(5e-6, 1e-10, 1e-10, 1e-10, r, 2e-6, 1e-10, 1e-9, 0.5, 1e-5)
-            for dt, r in rate.items()}
+    gemm = {dt: GemmCoefficients(5e-6, 1e-10, 1e-10, 1e-10, r, 2e-6, 1e-10, 1e-9, 0.5, 1e-5,
+                                 gemv_dram_row_s=5e-8) for dt, r in rate.items()}
     attention = {dt: AttentionCoefficients(5e-6, 1e-7, 1e-7, 1e-9, 1e-10, r, 1e-6, 1e-10,
                                            KV_LINES_STARTS[1], 1e-5) for dt, r in rate.items()}
     return CpuCalibration(threads=threads, dispatch_s=1e-6, levels=levels,
@@ -234,12 +234,14 @@ class _Design:
     terms: dict[str, np.ndarray]
     bandwidth: np.ndarray
     measured: np.ndarray
+    weight: np.ndarray
 
     def log_residuals(self, seconds: np.ndarray) -> np.ndarray:
-        """log(predicted / measured) per row, ``seconds`` the fitted op's time per call."""
+        """log(predicted / measured) per row, ``seconds`` the fitted op's time per call, times
+        the square root of the row's weight."""
         pred = np.bincount(self.row, self.share * (self.fixed + seconds),
                            minlength=len(self.measured))
-        return np.log(pred / self.measured)
+        return np.log(pred / self.measured) * np.sqrt(self.weight)
 
 
 def _design(rows, cal: CpuCalibration, terms_of) -> _Design:
@@ -251,7 +253,16 @@ def _design(rows, cal: CpuCalibration, terms_of) -> _Design:
         fixed=np.array([_others_s(p, op, cal, residency) for _, _, residency, p, op in calls]),
         terms=terms,
         bandwidth=np.array([cal.levels[int(i)].bandwidth_bytes_per_s for i in terms["level"]]),
-        measured=np.array([p.measured_s for p, _ in rows]))
+        measured=np.array([p.measured_s for p, _ in rows]), weight=_weights(rows))
+
+
+def _weights(rows) -> np.ndarray:
+    """Each row's weight in a fit: the in-situ rows together weigh as much as the suite's."""
+    in_situ = np.array([p.kernel_only for p, _ in rows])
+    count = int(in_situ.sum())
+    if count == 0 or count == len(rows):
+        return np.ones(len(rows))
+    return np.where(in_situ, (len(rows) - count) / count, 1.0)
 
 
 def fit_gemm(points: Sequence[Point], cal: CpuCalibration, dtype: str,
@@ -267,19 +278,19 @@ def fit_gemm(points: Sequence[Point], cal: CpuCalibration, dtype: str,
     start = np.array([c0.overhead_s, c0.a_element_s, c0.b_element_s, c0.c_element_s,
                       1 / c0.flops_per_s, c0.gemv_overhead_s, c0.gemv_element_s,
                       c0.gemv_output_s, c0.stream_fraction, c0.cold_call_s,
-                      c0.gemv_stream_fraction, c0.dram_call_s])
+                      c0.gemv_stream_fraction, c0.dram_call_s, c0.gemv_dram_row_s])
 
     def coefficients(x):
         return GemmCoefficients(x[0], x[1], x[2], x[3], 1 / x[4], x[5], x[6], x[7], x[8], x[9],
-                                x[10], x[11])
+                                x[10], x[11], x[12])
 
     def residuals(x):
         return design.log_residuals(gemm_seconds(coefficients(x), design.terms,
                                                  design.bandwidth, cal.fault_bytes_per_s))
 
     return coefficients(_least_squares(
-        residuals, start, np.array([0, 0, 0, 0, 1e-14, 0, 0, 0, 0.02, 0, 0.02, 0]),
-        np.array([1e-3, 1e-8, 1e-8, 1e-8, 1e-9, 1e-3, 1e-8, 1e-6, 1.0, 1e-3, 1.0, 1e-3])))
+        residuals, start, np.array([0, 0, 0, 0, 1e-14, 0, 0, 0, 0.02, 0, 0.02, 0, 0]),
+        np.array([1e-3, 1e-8, 1e-8, 1e-8, 1e-9, 1e-3, 1e-8, 1e-6, 1.0, 1e-3, 1.0, 1e-3, 1e-6])))
 
 
 def fit_attention(points: Sequence[Point], cal: CpuCalibration,

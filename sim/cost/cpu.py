@@ -16,6 +16,8 @@ order, t_post = 0. With the coefficients of the spec's ``cpu_calibration``
              n' = n rounded up to whole vectors (``vector_bytes``: 16 fp32, 32 bf16 lanes)
       m = 1: gemv_overhead + gemv (b n k) + gemv_output (b n)
              + bytes(B) / (bw(level holding B) stream_fraction)
+             + gemv_dram_row x rows of B as stored (n for F.linear's n x k weight, k for
+             a k x n one) when B streams from main memory
       B from main memory (either path) adds dram_call; a cold call (``Residency.cold``: a
              micro-benchmark's first call after other points; never a trace's op) whose B
              fits in a cache level adds cold_call
@@ -63,7 +65,15 @@ the re-fits of four calibrations without that charge moved GPT-2 decode end to e
 +5 to +7 points (to -6.6 to +0.8 %). A call whose B streams from main memory also pays a
 fixed ``dram_call`` (the stream's first misses before the prefetchers run ahead; the
 intercept of gemv time over bytes of B from main memory, measured: 1.4 us for F.linear's
-layout, 12 us for Conv1D's; fitted 0-8 us).
+layout, 12 us for Conv1D's; fitted 0-8 us). A matrix-vector product streaming B from main
+memory also pays ``gemv_dram_row`` per row of B as stored (its contiguous runs; each starts
+streams the prefetchers ramp up on): measured here 2026-11-29, 48 MiB of fp32 B from main
+memory as n x k took 1.76 ms in 768 rows of 16384, 3.09 ms in 16384 rows of 768 and 5.27 ms in
+98304 rows of 128 (28.5, 16.3 and 9.5 GB/s); stored k x n the trend follows the rows the
+same way (18.5 GB/s in 16384 rows of 768, 25.7 in 128 rows of 98304). Without the term the
+suite's weights (at most 32 MiB, mostly long rows) fitted 21 GB/s, and GPT-2's and OPT's LM
+head gemvs (154 MB in 50k rows of 768) ran 19-26 % over the model; fitted with vocabulary-sized
+weights in the sweep, fp32 ``mm`` takes 32-43 ns per row.
 Attention: PyTorch's CPU kernel (aten/src/ATen/native/cpu/FlashAttentionKernel.cpp,
 ``flash_attention_kernel_impl``) splits queries into blocks of 32 / 64 / 256 rows (s_q < 192 /
 < 768 / larger) and keys into blocks of 512; a causal mask skips only whole key blocks past the
@@ -198,6 +208,12 @@ def _is_weight_gemm(op: Op) -> bool:
     return int(op.attrs.get("b", 1)) == 1 and all(k in op.attrs for k in ("m", "n", "k"))
 
 
+def _b_is_kn(op: Op) -> bool:
+    """Whether B is stored k x n (``attrs.b_layout``; F.linear's n x k when a trace does not
+    say)."""
+    return op.attrs.get("b_layout") == "kn"
+
+
 def _b_bytes(op: Op) -> float:
     b, n, k = (int(op.attrs.get(key, 1)) for key in ("b", "n", "k"))
     return float(b * n * k * DTYPE_BYTES.get(op.dtype, 4))
@@ -223,7 +239,7 @@ def gemm_terms(op: Op, cal: CpuCalibration, residency: Residency) -> dict[str, f
             "b_bytes": b_bytes, "gemv": float(m == 1), "level": level,
             "fault_bytes": _fault_bytes(op, cal),
             "cold": float(residency.cold and level_index(cal, b_bytes) < memory),
-            "dram": float(level == memory)}
+            "dram": float(level == memory), "b_rows": float(b * (k if _b_is_kn(op) else n))}
 
 
 def attention_terms(op: Op, cal: CpuCalibration, residency: Residency) -> dict[str, float]:
@@ -336,7 +352,8 @@ def gemm_seconds(coef, terms, bandwidth, fault_bytes_per_s):
             + terms["b_bytes"] / (bandwidth * coef.stream_fraction))
     gemv = (coef.gemv_overhead_s + coef.gemv_element_s * terms["bnk"]
             + coef.gemv_output_s * terms["bmn"]
-            + terms["b_bytes"] / (bandwidth * coef.gemv_stream_fraction))
+            + terms["b_bytes"] / (bandwidth * coef.gemv_stream_fraction)
+            + coef.gemv_dram_row_s * terms["b_rows"] * terms["dram"])
     return (np.where(terms["gemv"] > 0, gemv, gemm) + terms["fault_bytes"] / fault_bytes_per_s
             + coef.cold_call_s * terms["cold"] + coef.dram_call_s * terms["dram"])
 
@@ -421,7 +438,7 @@ def gemm_key(op: Op) -> str:
     """Coefficient key of a GEMM: its aten op (``addmm``), with :data:`KN_SUFFIX` when its B
     operand is stored k x n (``attrs.b_layout``: GPT-2's ``Conv1D``, ``x @ w``) rather than
     n x k (``F.linear``'s weight, and a trace that does not say)."""
-    return element_key(op) + (KN_SUFFIX if op.attrs.get("b_layout") == "kn" else "")
+    return element_key(op) + (KN_SUFFIX if _b_is_kn(op) else "")
 
 
 def gemm_coefficients(cal: CpuCalibration, op: Op):

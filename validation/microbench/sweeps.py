@@ -32,6 +32,9 @@ _MAX_GEMM_FLOPS = 1.2e9  # ~10 ms at fp32 on one core: keeps a full sweep within
 #: the op; the sweep stays below glibc's 32 MiB mmap threshold so that no point depends on it.
 _MAX_ELEMENTS = 1 << 23
 _MAX_WEIGHT_ELEMENTS = 1 << 23
+#: An LM head's weight (elements: 256 MiB of fp32) and work (~40 ms at fp32 on one core).
+_MAX_LM_HEAD_WEIGHT_ELEMENTS = 1 << 26
+_MAX_LM_HEAD_FLOPS = 4e9
 
 
 def _log_int(rng: np.random.Generator, low: int, high: int, round_to: int = 1) -> int:
@@ -93,6 +96,28 @@ def conv1d_cases(rng, count: int, dtype: str, *, cold: bool = False) -> list[Cas
 
         cases.append(Case("conv1d", "gemm", dtype, {"m": m, "n": n, "k": k}, make, run,
                           weights=("w",), cold=cold))
+    return cases
+
+
+def lm_head_cases(rng, count: int, dtype: str) -> list[Case]:
+    """F.linear without bias over a vocabulary-sized weight (V, d): a language model's output
+    projection, the largest weight of its step (V 8k-64k, d 512-2048: 16-256 MiB of fp32,
+    beyond the general sweep's 32 MiB), for m = 1 (decode) or up to 256 tokens."""
+    cases = []
+    while len(cases) < count:
+        vocab = _log_int(rng, 8192, 65536, 64 if rng.random() < 0.5 else 1)
+        d = _log_int(rng, 512, 2048, 64)
+        m = 1 if rng.random() < 0.3 else _log_int(rng, 2, 256)
+        m = min(m, max(1, int(_MAX_LM_HEAD_FLOPS // (2 * vocab * d))), _MAX_ELEMENTS // vocab)
+        if vocab * d > _MAX_LM_HEAD_WEIGHT_ELEMENTS:
+            continue
+
+        def make(gen, m=m, vocab=vocab, d=d):
+            return {"x": _randn(gen, (1, m, d), dtype),
+                    "w": _randn(gen, (vocab, d), dtype) * d**-0.5}
+
+        cases.append(Case("lm_head", "gemm", dtype, {"m": m, "n": vocab, "k": d}, make,
+                          lambda x, w: F.linear(x, w), weights=("w",)))
     return cases
 
 
@@ -257,6 +282,9 @@ FAMILIES: dict[str, tuple[Callable, int, tuple[str, ...]]] = {
     # an LM head tied to the embeddings (F.linear without bias: mm) over weights from DRAM
     "linear_nobias_cold": (lambda rng, n, dt: linear_cases(rng, n, dt, bias=False, cold=True),
                            20, ("fp32", "bf16")),
+    # vocabulary-sized weights (since 2026-11-29 evening): GPT-2's and OPT's LM heads (154 MB)
+    # ran 13-27 % over a model fitted on weights of at most 32 MiB
+    "lm_head": (lm_head_cases, 15, ("fp32", "bf16")),
 }
 
 
