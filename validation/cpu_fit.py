@@ -18,7 +18,8 @@ values (:data:`START`), so a re-fit never depends on an earlier fit:
 Beside the suite's points, the fit takes *in-situ* points (:mod:`validation.cpu_in_situ`): the
 GEMM and attention ops of the calibration models' real steps, each timed inside its step and
 compared with its t_calc alone (:attr:`Point.kernel_only`). They run warm, so they pin the warm
-terms at a model's shapes and leave the suite's first-call excess to ``cold_call``.
+terms at a model's shapes and leave the suite's first-call excess to ``cold_call``; in each
+fit they together weigh as much as the suite's points (:func:`_weights`).
 
 A point is predicted as the sum of its ops' t_pre + t_calc over its timed calls (:class:`Point`):
 the first call of each sample block runs cold (the timer interleaves the points, so every other

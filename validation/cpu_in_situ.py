@@ -19,8 +19,9 @@ time (the median ``measured_s`` of its view ops: the dispatcher's own entry and 
 timer's cost per op, which the model prices in t_pre; 0.8 us in llama-tiny's prefill). They have
 no cold calls, the residency of the step (weights re-read once per step), and are compared with
 the op's t_calc alone (:attr:`validation.cpu_fit.Point.kernel_only`). Fitted together with the
-suite's points, the in-situ points pin the warm terms at a model's shapes and leave the suite's
-first-call excess to ``cold_call``.
+suite's points, and weighing as much as all of them together (a few dozen against hundreds:
+unweighted, they barely moved the fit under its robust loss), the in-situ points pin the warm
+terms at a model's shapes and leave the suite's first-call excess to ``cold_call``.
 
 The rows share the suite's columns (:data:`validation.microbench.suite.COLUMNS`; family
 :data:`IN_SITU_FAMILY`, split ``fit``, ``block`` infinite), so the calibration's CSV keeps them

@@ -73,7 +73,7 @@ memory as n x k took 1.76 ms in 768 rows of 16384, 3.09 ms in 16384 rows of 768 
 same way (18.5 GB/s in 16384 rows of 768, 25.7 in 128 rows of 98304). Without the term the
 suite's weights (at most 32 MiB, mostly long rows) fitted 21 GB/s, and GPT-2's and OPT's LM
 head gemvs (154 MB in 50k rows of 768) ran 19-26 % over the model; fitted with vocabulary-sized
-weights in the sweep, fp32 ``mm`` takes 32-43 ns per row.
+weights in the sweep, fp32 ``mm`` took 23-58 ns per row in four fits of the day.
 Attention: PyTorch's CPU kernel (aten/src/ATen/native/cpu/FlashAttentionKernel.cpp,
 ``flash_attention_kernel_impl``) splits queries into blocks of 32 / 64 / 256 rows (s_q < 192 /
 < 768 / larger) and keys into blocks of 512; a causal mask skips only whole key blocks past the
@@ -94,7 +94,7 @@ reads run at full speed). A cold call (a micro-benchmark block's first) pays a f
 ``cold_call``, as a GEMM's: fitted only on the suite, where every block's first call is cold,
 it takes 54-126 us and the warm terms come out low (SDPA inside llama-tiny's and gpt2-tiny's
 prefill steps predicted 25-35 % short, 2026-11-29); fitted with the in-situ points of the
-calibration models (``validation.cpu_in_situ``) 38-47 us, and those SDPA within -15 to +5 %.
+calibration models (``validation.cpu_in_situ``) 19-58 us, and those SDPA within -15 to +5 %.
 Streaming: bytes flow from the level holding the working set unless the per-element work
 (a special function, a softmax) is slower (Williams et al., "Roofline", CACM 2009: the max of
 the two); a row-wise op (softmax, norm, reduction over the last dimension) also pays per row
