@@ -14,10 +14,8 @@ order, t_post = 0. With the coefficients of the spec's ``cpu_calibration``
     GEMM     overhead + a (b m k) + b_el (b n k) + c (b m n) + 2 b m n' k / rate
              + bytes(B) / (bw(level holding B) stream_fraction)
              n' = n rounded up to whole vectors (``vector_bytes``: 16 fp32, 32 bf16 lanes)
-      m = 1: gemv_overhead + gemv (b n k) + gemv_output (b n)
-             + bytes(B) / (bw(level holding B) stream_fraction)
-             + gemv_dram_row x rows of B as stored (n for F.linear's n x k weight, k for
-             a k x n one) when B streams from main memory
+      m = 1: gemv_overhead + gemv (b n k) + gemv_output (b n) + bytes(B) / (bw(level holding
+             B) stream_fraction) [+ gemv_dram_row x rows of B as stored, from main memory]
       B from main memory (either path) adds dram_call; a cold call (``Residency.cold``: a
              micro-benchmark's first call after other points; never a trace's op) whose B
              fits in a cache level adds cold_call
@@ -66,14 +64,9 @@ the re-fits of four calibrations without that charge moved GPT-2 decode end to e
 fixed ``dram_call`` (the stream's first misses before the prefetchers run ahead; the
 intercept of gemv time over bytes of B from main memory, measured: 1.4 us for F.linear's
 layout, 12 us for Conv1D's; fitted 0-8 us). A matrix-vector product streaming B from main
-memory also pays ``gemv_dram_row`` per row of B as stored (its contiguous runs; each starts
-streams the prefetchers ramp up on): measured here 2026-11-29, 48 MiB of fp32 B from main
-memory as n x k took 1.76 ms in 768 rows of 16384, 3.09 ms in 16384 rows of 768 and 5.27 ms in
-98304 rows of 128 (28.5, 16.3 and 9.5 GB/s); stored k x n the trend follows the rows the
-same way (18.5 GB/s in 16384 rows of 768, 25.7 in 128 rows of 98304). Without the term the
-suite's weights (at most 32 MiB, mostly long rows) fitted 21 GB/s, and GPT-2's and OPT's LM
-head gemvs (154 MB in 50k rows of 768) ran 19-26 % over the model; fitted with vocabulary-sized
-weights in the sweep, fp32 ``mm`` took 23-58 ns per row in four fits of the day.
+memory also pays ``gemv_dram_row`` per row of B as stored (n rows for F.linear's n x k, k for
+k x n: each row starts streams the prefetchers ramp up on; 48 MiB of fp32 streamed at 28.5
+GB/s in rows of 16384, 9.5 GB/s in rows of 128: docs/cpu-validation.md).
 Attention: PyTorch's CPU kernel (aten/src/ATen/native/cpu/FlashAttentionKernel.cpp,
 ``flash_attention_kernel_impl``) splits queries into blocks of 32 / 64 / 256 rows (s_q < 192 /
 < 768 / larger) and keys into blocks of 512; a causal mask skips only whole key blocks past the
@@ -90,11 +83,7 @@ main memory that binds (measured here 2026-11-29, fp32 decode over 1.5-18 MiB of
 13-17 GB/s, against 40 GB/s of streaming; from the L3, 42-59 GB/s): the calibrations of that
 day fitted 41-49 lines for fp32, 50-75 for bf16. Chosen over a fitted fraction of the
 bandwidth (the same fit-split p90, but a fraction also slows the caches, where the measured
-reads run at full speed). A cold call (a micro-benchmark block's first) pays a fixed
-``cold_call``, as a GEMM's: fitted only on the suite, where every block's first call is cold,
-it takes 54-126 us and the warm terms come out low (SDPA inside llama-tiny's and gpt2-tiny's
-prefill steps predicted 25-35 % short, 2026-11-29); fitted with the in-situ points of the
-calibration models (``validation.cpu_in_situ``) 19-58 us, and those SDPA within -15 to +5 %.
+reads run at full speed).
 Streaming: bytes flow from the level holding the working set unless the per-element work
 (a special function, a softmax) is slower (Williams et al., "Roofline", CACM 2009: the max of
 the two); a row-wise op (softmax, norm, reduction over the last dimension) also pays per row
@@ -209,8 +198,7 @@ def _is_weight_gemm(op: Op) -> bool:
 
 
 def _b_is_kn(op: Op) -> bool:
-    """Whether B is stored k x n (``attrs.b_layout``; F.linear's n x k when a trace does not
-    say)."""
+    """Whether B is stored k x n (``attrs.b_layout``; else F.linear's n x k)."""
     return op.attrs.get("b_layout") == "kn"
 
 
@@ -256,7 +244,6 @@ def attention_terms(op: Op, cal: CpuCalibration, residency: Residency) -> dict[s
     # another query head of the group) finds them where one head's K and V fit
     first = min(kv_elements, b * int(a.get("h_kv", h_q)) * s_k * (d + d_v)) * element_bytes
     again = min(level, level_index(cal, s_k * (d + d_v) * element_bytes))
-    memory = len(cal.levels) - 1
     return {"heads": heads, "blocks": heads * blocks, "pairs": heads * pairs,
             "decode": float(s_q == 1), "kv_elements": kv_elements,
             "flops": 2.0 * heads * pairs * (d + d_v),
@@ -264,7 +251,7 @@ def attention_terms(op: Op, cal: CpuCalibration, residency: Residency) -> dict[s
             "level": level, "bandwidth": _bandwidth(cal, level),
             "latency": cal.levels[level].latency_s, "again_bandwidth": _bandwidth(cal, again),
             "again_latency": cal.levels[again].latency_s, "fault_bytes": _fault_bytes(op, cal),
-            "cold": float(residency.cold and level_index(cal, first) < memory)}
+            "cold": float(residency.cold and level_index(cal, first) < len(cal.levels) - 1)}
 
 
 def stream_terms(op: Op, cal: CpuCalibration, residency: Residency) -> dict:
