@@ -80,13 +80,12 @@ def in_situ_rows(captures: Mapping[tuple[str, str, int], Sequence]) -> pd.DataFr
         residency = trace_residency(traces[0].ops)
         per_capture = [kernel_times(t.ops) for t in traces]
         for key in sorted(set().union(*per_capture)):
-            times = [times[key][1] for times in per_capture if key in times]
-            op = next(times[key][0] for times in per_capture if key in times)
-            kernel_s = float(np.median(times))
+            found = [ops[key] for ops in per_capture if key in ops]  # (op, kernel s) each
+            kernel_s = float(np.median([seconds for _, seconds in found]))
             if kernel_s < MIN_KERNEL_S:
                 continue
-            rows.append(_row(f"{IN_SITU_FAMILY}/{name}-{phase}-s{seq}/{key}", op, kernel_s,
-                             len(times), residency.weight_reuse_bytes or 0.0))
+            rows.append(_row(f"{IN_SITU_FAMILY}/{name}-{phase}-s{seq}/{key}", found[0][0],
+                             kernel_s, len(found), residency.weight_reuse_bytes or 0.0))
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
