@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,7 +11,7 @@ import torch.nn.functional as F
 from sim.spec_library import load_spec
 from validation.microbench.cases import Case, prepare
 from validation.microbench.sweeps import build_cases
-from validation.microbench.timer import TimingPlan, _kept, noise, time_interleaved
+from validation.microbench.timer import Timing, TimingPlan, _kept, noise, time_interleaved
 
 SPEC = load_spec("amd-epyc-zen5", units=1)
 
@@ -34,6 +36,32 @@ def test_interleaved_timing_with_a_steady_sentinel_keeps_every_sample():
     timings = time_interleaved([lambda: None] * 5, plan, sentinel=lambda: None)
     assert all(len(t.samples_s) + t.dropped == 7 for t in timings)
     assert all(t.median_s > 0 and t.block >= 1 for t in timings)
+
+
+def test_each_blocks_first_call_is_timed_apart():
+    # two callables that run slow (>= 300 us) when the other ran last: the interleaved rounds
+    # make every block's first call the slow one, as the cold first call of a suite point
+    last = [None]
+
+    def make(name):
+        def call():
+            if last[0] != name:
+                until = time.perf_counter() + 300e-6
+                while time.perf_counter() < until:
+                    pass
+            last[0] = name
+        return call
+
+    plan = TimingPlan(rounds=7, block_target_s=1e-5, warmup_s=0.0, max_block=8)
+    for timing in time_interleaved([make("a"), make("b")], plan):
+        assert timing.block > 1 and len(timing.first_s) == len(timing.samples_s)
+        assert timing.first_median_s >= 300e-6 > 10 * timing.rest_median_s
+        assert timing.median_s == pytest.approx(
+            (timing.first_median_s + (timing.block - 1) * timing.rest_median_s) / timing.block,
+            rel=0.2)
+    # a block of one call: the call is the sample, nothing apart
+    assert Timing((1e-6,), 1, first_s=(1e-6,)).first_median_s is None
+    assert Timing((1e-6,), 4).rest_median_s is None  # not timed apart (CUDA)
 
 
 def _linear_case(m=8, n=16, k=32) -> Case:

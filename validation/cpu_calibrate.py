@@ -36,6 +36,7 @@ from sim.errors import InputError
 from sim.files import write_atomic
 from sim.hardware import HardwareSpec
 from sim.spec_library import load_spec
+from validation.cpu_cold_calls import cold_sentence
 from validation.cpu_fit import Point, fit_cpu, load_points, predict_points
 from validation.cpu_in_situ import in_situ_rows
 from validation.cpu_spec_file import write_calibrated_spec
@@ -184,7 +185,7 @@ def _fit_and_write(table: pd.DataFrame, base: HardwareSpec, threads: int, out: P
         cal = dataclasses.replace(cal, intervals={**cal.intervals, HOST_PROFILE: host_interval})
     provenance = _provenance(points, predicted, threads=threads, measured=measured,
                              seconds=time.perf_counter() - start, datasheet=base.name) + gaps + (
-        host_sentence)
+        host_sentence) + cold_sentence(points, *_first_and_rest(table), spec)
     write_calibrated_spec(out, base, cal, name=f"{base.name}-{threads}t", provenance=provenance)
     _write_csv(csv, table.assign(predicted_s=predicted), provenance)
     return out
@@ -368,6 +369,14 @@ def _residuals(points: Sequence[Point], predicted: np.ndarray, split: str) -> st
         parts.append(f"{category} {e.count} pts median APE {e.median_ape:.1%} p90 "
                      f"{e.p90_ape:.1%}")
     return "; ".join(parts)
+
+
+def _first_and_rest(table: pd.DataFrame) -> tuple[list, list]:
+    """Each row's first-call and other-calls time (None where the table has none)."""
+    def column(name: str) -> list:
+        return table[name].tolist() if name in table else [None] * len(table)
+
+    return column("first_s"), column("rest_s")
 
 
 def _provenance(points, predicted, *, threads, measured, seconds, datasheet) -> str:

@@ -3,7 +3,9 @@
 :func:`run_suite` prepares the cases (buffers, recorded ops, rotation; :mod:`.cases`) in chunks
 that fit a memory budget, times each chunk with :func:`~.timer.time_interleaved` on ``threads``
 torch threads, and returns one row per point (:data:`COLUMNS`), ops serialized as JSON so the
-table round-trips through CSV (:func:`points_to_ops`). ``table.attrs["sentinel_s"]`` is the
+table round-trips through CSV (:func:`points_to_ops`). ``measured_s`` is a call's time averaged
+over a sample block, ``first_s`` and ``rest_s`` the block's first (cold) call and the others
+apart (:mod:`.timer`; empty for a block of one call). ``table.attrs["sentinel_s"]`` is the
 machine's state while the points were timed: the median over the run of the sentinel's time
 (:func:`sentinel_time`) after each chunk and at the end (one reading at the end moved with the
 state of that moment: 350 us after a suite that had started at 316 us, 2026-11-29).
@@ -29,9 +31,9 @@ from workloads.capture_env import torch_threads
 __all__ = ["COLUMNS", "run_suite", "points_to_ops", "op_record", "sentinel_time",
            "MEMORY_BUDGET_BYTES"]
 
-COLUMNS = ("key", "family", "category", "dtype", "cold", "shape", "split", "measured_s", "noise",
-           "num_samples", "dropped", "block", "copies", "reuse_bytes", "weight_reuse_bytes",
-           "working_set_bytes", "flops", "ops")
+COLUMNS = ("key", "family", "category", "dtype", "cold", "shape", "split", "measured_s",
+           "first_s", "rest_s", "noise", "num_samples", "dropped", "block", "copies",
+           "reuse_bytes", "weight_reuse_bytes", "working_set_bytes", "flops", "ops")
 #: Buffers of the points timed together (one chunk) stay below this (bytes).
 MEMORY_BUDGET_BYTES = 3 * 2**30
 
@@ -79,6 +81,8 @@ def _median_of_passes(rows: pd.DataFrame) -> pd.DataFrame:
     grouped = rows.groupby("key", sort=True)
     table = grouped.first()
     table["measured_s"] = grouped["measured_s"].median()
+    table["first_s"] = grouped["first_s"].median()  # NaN where no pass timed it apart
+    table["rest_s"] = grouped["rest_s"].median()
     table["noise"] = grouped["noise"].median()
     table["num_samples"] = grouped["num_samples"].sum()
     table["dropped"] = grouped["dropped"].sum()
@@ -147,7 +151,8 @@ def _row(point: Prepared, timing) -> dict:
         "key": case.key, "family": case.family, "category": case.category, "dtype": case.dtype,
         "cold": case.cold, "shape": json.dumps(dict(case.shape), sort_keys=True),
         "split": case.split,
-        "measured_s": timing.median_s, "noise": timing.noise,
+        "measured_s": timing.median_s, "first_s": timing.first_median_s,
+        "rest_s": timing.rest_median_s, "noise": timing.noise,
         "num_samples": len(timing.samples_s), "dropped": timing.dropped, "block": timing.block,
         "copies": point.copies,
         "reuse_bytes": point.reuse_bytes, "weight_reuse_bytes": point.weight_reuse_bytes,

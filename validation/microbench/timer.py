@@ -18,6 +18,14 @@ is the median of its kept samples; its noise the robust relative spread
 ``IQR / (1.349 * median)`` (a normal's sigma over its mean). The garbage collector is off while
 timing.
 
+The first call of each block is also timed apart (``first_s``; ``rest_s``: the block's other
+calls, per call). Since every other point ran between two blocks of a point, that call finds
+its code, library state and data evicted: it is the point's *cold* call, the rest its warm
+ones. A fit that sees only the block's mean cannot tell a cold call's excess from the warm
+cost (``validation.cpu_fit``); measured apart, the cold excess of a small GEMM was 22-58 us on
+this machine (2026-11-29, 40 points of the GEMM families), the same as timed alone after
+64 MiB of unrelated reads (20-67 us).
+
 On a CUDA device the same loop times each block with CUDA events around it (``elapsed_time``
 after a synchronize), so host-side jitter does not enter kernel times; not exercised on the CPU
 machines this project runs on.
@@ -66,10 +74,27 @@ class Timing:
     samples_s: tuple[float, ...]
     block: int
     dropped: int = 0
+    #: The first call of each kept sample, seconds (empty when not timed apart: CUDA).
+    first_s: tuple[float, ...] = ()
 
     @property
     def median_s(self) -> float:
         return float(np.median(self.samples_s))
+
+    @property
+    def first_median_s(self) -> float | None:
+        """Median time of a block's first (cold) call; None when not timed apart or the block
+        is one call (then the first call is the sample)."""
+        return float(np.median(self.first_s)) if self.first_s and self.block > 1 else None
+
+    @property
+    def rest_median_s(self) -> float | None:
+        """Median time per call of a block's other calls (None as :attr:`first_median_s`)."""
+        if not self.first_s or self.block < 2:
+            return None
+        rest = [(s * self.block - f) / (self.block - 1)
+                for s, f in zip(self.samples_s, self.first_s, strict=True)]
+        return float(np.median(rest))
 
     @property
     def noise(self) -> float:
@@ -93,30 +118,35 @@ def time_interleaved(calls: Sequence[Callable[[], object]], plan: TimingPlan, *,
     with no_cyclic_gc():
         blocks = [_block_size(call, plan, clock) for call in calls]
         sentinel_block = _block_size(sentinel, plan, clock) if sentinel else 1
-        samples: list[list[tuple[float, float]]] = [[] for _ in calls]  # (time, sentinel)
+        # per point: (seconds per call, sentinel, first call's seconds or None)
+        samples: list[list[tuple[float, float, float | None]]] = [[] for _ in calls]
         rng = np.random.default_rng(seed)
         for r in range(plan.rounds):
             for n, i in enumerate(rng.permutation(len(calls))):
                 if n % SENTINEL_EVERY == 0:
-                    state = clock(sentinel, sentinel_block) if sentinel else 0.0
-                samples[i].append((clock(calls[i], blocks[i]) / blocks[i], state))
+                    state = clock(sentinel, sentinel_block)[0] if sentinel else 0.0
+                total, first = clock(calls[i], blocks[i])
+                samples[i].append((total / blocks[i], state, first))
             if on_round is not None:
                 on_round(r + 1)
-    states = [state for point in samples for _, state in point]
+    states = [sample[1] for point in samples for sample in point]
     limit = DISTURBED_ABOVE * float(np.percentile(states, 25)) if sentinel else np.inf
     return [_kept(s, b, limit) for s, b in zip(samples, blocks, strict=True)]
 
 
-def _kept(samples: list[tuple[float, float]], block: int, limit: float) -> Timing:
-    """The samples whose sentinel stayed within ``limit`` (module doc); at least
-    :data:`MIN_SAMPLES`, the least disturbed ones."""
-    states = np.array([state for _, state in samples])
+def _kept(samples: list[tuple], block: int, limit: float) -> Timing:
+    """The samples ``(seconds per call, sentinel[, first call's seconds])`` whose sentinel
+    stayed within ``limit`` (module doc); at least :data:`MIN_SAMPLES`, the least disturbed
+    ones."""
+    states = np.array([sample[1] for sample in samples])
     calm = states <= limit
     if calm.sum() < min(MIN_SAMPLES, len(samples)):
         calm = np.zeros(len(samples), dtype=bool)
         calm[np.argsort(states, kind="stable")[:MIN_SAMPLES]] = True
-    kept = tuple(t for (t, _), keep in zip(samples, calm, strict=True) if keep)
-    return Timing(kept, block, dropped=len(samples) - len(kept))
+    kept = [sample for sample, keep in zip(samples, calm, strict=True) if keep]
+    firsts = tuple(sample[2] for sample in kept if len(sample) > 2 and sample[2] is not None)
+    return Timing(tuple(sample[0] for sample in kept), block, dropped=len(samples) - len(kept),
+                  first_s=firsts if len(firsts) == len(kept) else ())
 
 
 def _block_size(call: Callable[[], object], plan: TimingPlan,
@@ -124,19 +154,23 @@ def _block_size(call: Callable[[], object], plan: TimingPlan,
     """Warm ``call`` up for ``plan.warmup_s`` and size its sample blocks from the last calls."""
     start, count, last = time.perf_counter(), 0, 0.0
     while count < 3 or time.perf_counter() - start < plan.warmup_s:
-        last = clock(call, 1)
+        last = clock(call, 1)[0]
         count += 1
     return max(1, min(plan.max_block, math.ceil(plan.block_target_s / max(last, 1e-9))))
 
 
-def _cpu_block_time(call: Callable[[], object], block: int) -> float:
+def _cpu_block_time(call: Callable[[], object], block: int) -> tuple[float, float]:
+    """Seconds of ``block`` back-to-back calls, and of the first of them."""
     start = time.perf_counter_ns()
-    for _ in range(block):
+    call()
+    first = time.perf_counter_ns()
+    for _ in range(block - 1):
         call()
-    return (time.perf_counter_ns() - start) * 1e-9
+    return (time.perf_counter_ns() - start) * 1e-9, (first - start) * 1e-9
 
 
-def _cuda_block_time(call: Callable[[], object], block: int) -> float:  # pragma: no cover
+def _cuda_block_time(call: Callable[[], object],
+                     block: int) -> tuple[float, None]:  # pragma: no cover
     import torch
 
     begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -146,6 +180,6 @@ def _cuda_block_time(call: Callable[[], object], block: int) -> float:  # pragma
         call()
     end.record()
     torch.cuda.synchronize()
-    return begin.elapsed_time(end) * 1e-3  # ms -> s
+    return begin.elapsed_time(end) * 1e-3, None  # ms -> s; the first call not apart
 
 
