@@ -80,7 +80,8 @@ from workloads.request import (
     make_request,
 )
 
-__all__ = ["capture_model", "capture_module", "MAX_BATCH", "MAX_REAL_TOKENS", "OP_TIMERS"]
+__all__ = ["capture_model", "capture_module", "step_program", "MAX_BATCH", "MAX_REAL_TOKENS",
+           "OP_TIMERS"]
 
 #: Phases of ``capture_module``: a forward without autograd, or a training step.
 MODULE_PHASES = ("forward", "train")
@@ -129,7 +130,7 @@ def capture_model(name: str | None = None, *, hf_config: str | Path | None = Non
                 model = build_model(request.config, dtype=request.dtype, seed=request.seed)
                 if request.routing is not None:
                     apply_static_routing(model, request.routing)
-            program = _program(request, model)
+            program = step_program(request, model)
             ops, timing = _capture(program, threads=request.threads, warmup=warmup,
                                    repeat=repeat, stages=stages, op_timer=timer)
         if host_profile:  # real, outside a fake capture's mode
@@ -199,7 +200,7 @@ def _host_profile(request: CaptureRequest,
         apply_static_routing(model, twin.routing)
     quiet = Stages(total=0, desc="", enabled=False)
     try:
-        twin_ops, timing = _capture(_program(twin, model), threads=request.threads,
+        twin_ops, timing = _capture(step_program(twin, model), threads=request.threads,
                                     warmup=TWIN_WARMUP, repeat=TWIN_REPEAT, stages=quiet,
                                     op_timer="auto")
     finally:
@@ -212,7 +213,7 @@ def _host_profile(request: CaptureRequest,
         "twin_wall_s": timing["timed_wall_s"]}
 
 
-def _program(request: CaptureRequest, model: nn.Module) -> Program:
+def step_program(request: CaptureRequest, model: nn.Module) -> Program:
     """The step of ``request.phase`` for an HF model (inputs made inside the tensor mode)."""
     vocab, b, s, seed = request.config.vocab_size, request.batch, request.seq, request.seed
     decoder = {} if is_encoder(request.config) else {"use_cache": request.phase == "prefill"}
