@@ -208,6 +208,18 @@ def test_an_embedding_reads_its_distinct_rows_at_the_gather_fraction():
     assert cpu_op_cost(backward, cal).t_calc_s == pytest.approx(5e-6 + op.bytes_total / 100e9)
 
 
+def test_a_decode_steps_kv_cache_append_reads_the_cache_from_where_the_weights_are():
+    # HF's DynamicCache appends by cat: the step reads the cache a step after it was written,
+    # with every weight of the step touched since, as a weight is
+    cat = stream_op("cat", (1, 12, 64, 64), category="copy", kv_cache="append")
+    plain = dataclasses.replace(cat, attrs={})
+    step = Residency(weight_reuse_bytes=64 * MIB)
+    from_memory = cpu_op_cost(plain, TOY_CAL, Residency(reuse_bytes=64 * MIB)).t_calc_s
+    assert cpu_op_cost(cat, TOY_CAL, step).t_calc_s == pytest.approx(from_memory)
+    assert cpu_op_cost(plain, TOY_CAL, step).t_calc_s < from_memory  # other copies: warm
+    assert cpu_op_cost(cat, TOY_CAL).t_calc_s == cpu_op_cost(plain, TOY_CAL).t_calc_s
+
+
 def test_a_strided_copy_pays_per_output_row():
     # a (4096, 4) -> (4, 4096) transpose is 4 long output rows, (4, 4096) -> (4096, 4) is 4096
     # short ones: each row is an inner loop of strided loads
