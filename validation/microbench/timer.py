@@ -21,10 +21,10 @@ timing.
 The first call of each block is also timed apart (``first_s``; ``rest_s``: the block's other
 calls, per call). Since every other point ran between two blocks of a point, that call finds
 its code, library state and data evicted: it is the point's *cold* call, the rest its warm
-ones. A fit that sees only the block's mean cannot tell a cold call's excess from the warm
-cost (``validation.cpu_fit``); measured apart, the cold excess of a small GEMM was 22-58 us on
-this machine (2026-11-29, 40 points of the GEMM families), the same as timed alone after
-64 MiB of unrelated reads (20-67 us).
+ones. In the block's mean (what ``validation.cpu_fit`` fits) a cold call's excess and the warm
+cost trade off; measured apart, the excess of a small GEMM's cold call was 22-58 us here
+(2026-11-29, 40 points of the GEMM families), as when timed alone after 64 MiB of unrelated
+reads (20-67 us). ``validation.cpu_cold_calls`` sets it beside the model's.
 
 On a CUDA device the same loop times each block with CUDA events around it (``elapsed_time``
 after a synchronize), so host-side jitter does not enter kernel times; not exercised on the CPU
