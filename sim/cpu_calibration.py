@@ -15,7 +15,8 @@ spec files, ``docs/spec-format.md``; meaning in ``docs/cpu-validation.md``)::
         - {level: dram, bandwidth: 38 GB/s}
       page_faults: {threshold: 32 MiB, bandwidth: 2.7 GB/s}
       strided_fraction: 0.25           # bandwidth fraction of a strided (transposing) copy
-      gather_fraction: 0.4             # bandwidth fraction of an embedding's row gather
+      gather_fraction: 0.4             # bandwidth fraction of an embedding row's first bytes
+      gather_ramp: 4 KiB               # bytes of a gathered row before the prefetcher streams
       floor: {elementwise: 1 us, reduction: 1.2 us, ...}       # per category, fixed
       op_floor: {gelu: 4 us, ...}                             # per op (name[.dtype]), fixed
       element_time: {gelu: 0.5 ns, gelu.bf16: 0.3 ns, ...}    # per element, by aten name
@@ -176,6 +177,9 @@ class CpuCalibration:
     #: at random table offsets: a TLB and cache miss per row, no hardware prefetch across
     #: rows); 1 when absent (an older spec: gathers priced as streams).
     gather_fraction: float = 1.0
+    #: Bytes of each gathered row that miss before the hardware prefetcher streams the rest
+    #: (:mod:`sim.cost.cpu_gather`); unbounded when absent (an older spec: whole rows miss).
+    gather_ramp_bytes: float = math.inf
     #: SIMD width (bytes) of the torch CPU kernels measured (``torch.backends.cpu``: AVX-512 64,
     #: AVX2 32) and the time per element of a row's scalar tail past its last full vector chunk,
     #: by op (``sim.cost.cpu.tail_elements``); 0 and empty when absent (an older spec).
@@ -226,6 +230,8 @@ def read_cpu_calibration(r: Reader, level_names: tuple[str, ...],
         strided_fraction=r.quantity("strided_fraction", Dimension.RATIO, high=1.0),
         gather_fraction=r.quantity("gather_fraction", Dimension.RATIO, high=1.0,
                                    required=False, default=1.0),
+        gather_ramp_bytes=r.quantity("gather_ramp", Dimension.BYTES, high=1e12,
+                                     required=False, default=math.inf),
         floor_s=_times(r.section("floor"), allowed=FLOOR_CATEGORIES),
         op_floor_s=_times(r.section("op_floor")),
         element_s=_times(r.section("element_time")),

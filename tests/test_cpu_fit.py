@@ -187,3 +187,25 @@ def test_a_per_dtype_time_that_binds_nowhere_is_kept_as_zero():
     key_of = np.array([0, 1, 2])
     binds = np.array([True, False, False])
     assert _binding(keys, values, key_of, binds) == {"embedding": 5e-9, "embedding.bf16": 0.0}
+
+
+def _embedding(n: int, vocab: int, d: int) -> Op:
+    return Op(id=0, name="aten::embedding", category="embedding", dtype="fp32",
+              bytes_read=n * d * 4 + 8 * n, bytes_written=n * d * 4,
+              attrs={"num_indices": n, "vocab": vocab, "d": d})
+
+
+def test_stream_fit_chooses_the_gather_ramp_of_lowest_loss():
+    # embeddings priced with a 4 KiB ramp at a 0.3 gather fraction: rows of 1-16 KiB tell the
+    # ramp apart (rows past 4 KiB pay for 4 KiB of misses, not all of their bytes)
+    truth = dataclasses.replace(TOY_CAL, gather_fraction=0.3, gather_ramp_bytes=4096.0,
+                                row_s={"embedding": 50e-9})
+    shapes = [(n, vocab, d) for n, vocab in ((64, 100_000), (512, 2_000), (2048, 50_000))
+              for d in (256, 1024, 2048, 4096)]
+    points = [_point([_embedding(*s)], cal=truth) for s in shapes]
+    points += [_point([stream_op("add", s, inputs=2)], cal=truth)
+               for s in [(16, 64), (512, 256), (1024, 512), (4096, 1024), (8192, 2048)]]
+    fitted = fit_stream(points, truth, _least_squares)
+    assert fitted.gather_ramp_bytes == 4096.0
+    assert fitted.gather_fraction == pytest.approx(0.3, rel=5e-3)
+    assert fitted.row_s["embedding"] == pytest.approx(50e-9, rel=1e-2)

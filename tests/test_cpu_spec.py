@@ -21,7 +21,8 @@ def _toy_cal_for(spec):
     levels = tuple(dataclasses.replace(lv, name=name)
                    for lv, name in zip(TOY_CAL.levels, [m.name for m in spec.memory],
                                        strict=True))
-    return dataclasses.replace(TOY_CAL, levels=levels, datasheet="toy-cpu")
+    return dataclasses.replace(TOY_CAL, levels=levels, datasheet="toy-cpu", gather_fraction=0.3,
+                               gather_ramp_bytes=4096.0)
 
 
 def test_quantity_keeps_four_significant_digits():
@@ -47,6 +48,7 @@ def test_calibrated_spec_round_trips_through_the_loader(tmp_path, toy_cpu):
         [lv.bandwidth_bytes_per_s for lv in cal.levels], rel=1e-3)
     assert got.element_s == pytest.approx(cal.element_s, rel=1e-3)
     assert got.intervals["gemm"] == cal.intervals["gemm"]
+    assert (got.gather_fraction, got.gather_ramp_bytes) == (0.3, 4096.0)
     with pytest.raises(InputError, match="between 1 and 1"):
         spec.with_units(2)  # it models one thread, not the datasheet's four cores
 
@@ -65,6 +67,7 @@ def _written(tmp_path, toy_cpu) -> dict:
     (lambda d: d["cpu_calibration"]["gemm"]["fp32"].update(rate="1 GB/s"), "FLOP/s"),
     (lambda d: d["cpu_calibration"]["intervals"]["gemm"].update(low=2.0), "must be >= low"),
     (lambda d: d.update(kind="gpu"), "only a cpu spec"),
+    (lambda d: d["cpu_calibration"].update(gather_ramp="-4 KiB"), "gather_ramp: must be > 0"),
 ])
 def test_calibration_section_is_read_strictly(tmp_path, toy_cpu, edit, message):
     data = _written(tmp_path, toy_cpu)
@@ -95,3 +98,11 @@ def test_the_committed_calibrated_spec_loads():
     assert cal.datasheet == "amd-epyc-zen5"
     assert {"gemm", "attention", "elementwise", "all"} <= set(cal.intervals)
     assert "calibration" in spec.sources
+
+
+def test_a_spec_without_a_gather_ramp_misses_on_whole_rows(tmp_path, toy_cpu):
+    data = _written(tmp_path, toy_cpu)
+    data["cpu_calibration"].pop("gather_ramp")
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert load_spec_file(path).cpu_calibration.gather_ramp_bytes == float("inf")

@@ -4,6 +4,8 @@ Parameters: the achieved bandwidth of each memory level, a floor per category, a
 per (op, dtype) present, a row time and a row-tail time per row-wise (op, dtype), the
 strided-copy fraction, the embedding gather fraction and the page-fault bandwidth. The
 arithmetic is :func:`sim.cost.cpu.stream_seconds`, vectorized over every op of the points.
+The gather ramp (:mod:`sim.cost.cpu_gather`) is the one of :data:`GATHER_RAMPS` whose fit has
+the lowest loss: the formula's bytes depend on it, so it is chosen by solving once per value.
 
 The effective capacity of the last-level cache is not fitted: it is
 :data:`EFFECTIVE_LLC_BYTES`, this VM's share of the L3 (cited there). Choosing it by the fit's
@@ -17,15 +19,17 @@ floors and element times absorb the rest.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 
 import numpy as np
 
-from sim.cost.cpu import STREAM_CATEGORIES, memory_bytes, stream_seconds, stream_terms
+from sim.cost.cpu import STREAM_CATEGORIES, stream_seconds, stream_terms
+from sim.cost.cpu_gather import gather_seconds
 from sim.cpu_calibration import CpuCalibration
 
 __all__ = ["fit_stream", "stream_points", "robust_loss", "EFFECTIVE_LLC_BYTES", "ELEMENT_STARTS",
-           "FIT_LOSS_SCALE"]
+           "FIT_LOSS_SCALE", "GATHER_RAMPS"]
 
 _MIB = 2**20
 FIT_LOSS_SCALE = 0.1  # soft_l1 scale on log(pred / meas): residuals beyond ~10 % count linearly
@@ -49,6 +53,10 @@ ELEMENT_STARTS = (5e-10, 2e-10, 1e-10, 5e-11)
 #: 12-16 MiB (datasheet spec, source ``membench``). A fit with 16 MiB had a larger loss on the
 #: fit split (copy p90 44 % against 28 %) than with the 8 MiB share.
 EFFECTIVE_LLC_BYTES = 8 * _MIB
+#: Gather ramps (bytes) the fit chooses from, and unbounded (whole rows miss). On the
+#: committed measurements (suite of 2026-11-29 15:39) the loss was 500 / 461 / 447 / 443 / 450 /
+#: 458 / 462 at 1 / 2 / 3 / 4 / 6 / 8 / 12 KiB and 462 unbounded (:mod:`sim.cost.cpu_gather`).
+GATHER_RAMPS = (1024.0, 2048.0, 3072.0, 4096.0, 6144.0, 8192.0, 12288.0, 16384.0, math.inf)
 
 
 def stream_points(points: Sequence) -> list:
@@ -115,19 +123,19 @@ def _bandwidth(v: dict, a: dict) -> np.ndarray:
 
 def _op_seconds(v: dict, a: dict) -> np.ndarray:
     bandwidth = _bandwidth(v, a)
-    nbytes = memory_bytes(a["bytes"], a["gather_bytes"], v["gather"])
-    return stream_seconds(v["floor"][a["key"]], nbytes, bandwidth, a["elements"],
+    return stream_seconds(v["floor"][a["key"]], a["bytes"], bandwidth, a["elements"],
                           v["element"][a["key"]], a["rows"], v["row"][a["row_key"]],
-                          a["fault"], v["fault"], a["tail"], v["tail"][a["tail_key"]])
+                          a["fault"], v["fault"], a["tail"], v["tail"][a["tail_key"]],
+                          gather_seconds(a["gather_bytes"], bandwidth, v["gather"]))
 
 
-def _fit_once(points, cal: CpuCalibration, fit_lsq) -> CpuCalibration:
-    """The lowest-loss fit over :data:`ELEMENT_STARTS` (module doc)."""
+def _fit_once(points, cal: CpuCalibration, fit_lsq) -> tuple[float, CpuCalibration]:
+    """(loss, calibration) of the lowest-loss fit over :data:`ELEMENT_STARTS` (module doc)."""
     a = _arrays(points, cal)
     fits = [_fit_from(points, cal, fit_lsq, a, element_start)
             for element_start in ELEMENT_STARTS]
-    _, x = min(fits, key=lambda fit: fit[0])
-    return _calibration(cal, _unpack(x, a, len(cal.levels)), a)
+    loss, x = min(fits, key=lambda fit: fit[0])
+    return loss, _calibration(cal, _unpack(x, a, len(cal.levels)), a)
 
 
 def _fit_from(points, cal: CpuCalibration, fit_lsq, a: dict,
@@ -173,7 +181,7 @@ def _calibration(cal: CpuCalibration, v: dict, a: dict) -> CpuCalibration:
     bandwidth = _bandwidth(v, a)
     binds = (a["elements"] * v["element"][a["key"]] + a["rows"] * v["row"][a["row_key"]]
              + a["tail"] * v["tail"][a["tail_key"]]
-             > memory_bytes(a["bytes"], a["gather_bytes"], v["gather"]) / bandwidth)
+             > a["bytes"] / bandwidth)
     elements = _binding(a["keys"], v["element"], a["key"], binds)
     rows = _binding(a["row_keys"], v["row"], a["row_key"], binds)
     tails = _binding(a["tail_keys"], v["tail"], a["tail_key"], binds)
@@ -211,5 +219,10 @@ def fit_stream(points: Sequence, cal: CpuCalibration, fit_lsq, *,
     levels = list(cal.levels)
     llc = len(levels) - 2
     levels[llc] = dataclasses.replace(levels[llc], capacity_bytes=float(llc_bytes))
-    return _fit_once(stream_points(points), dataclasses.replace(cal, levels=tuple(levels)),
-                     fit_lsq)
+    points = stream_points(points)
+    cal = dataclasses.replace(cal, levels=tuple(levels))
+    gathers = any(op.category == "embedding" for p in points for op in p.ops)
+    ramps = GATHER_RAMPS if gathers else (cal.gather_ramp_bytes,)
+    fits = [_fit_once(points, dataclasses.replace(cal, gather_ramp_bytes=ramp), fit_lsq)
+            for ramp in ramps]
+    return min(fits, key=lambda fit: fit[0])[1]

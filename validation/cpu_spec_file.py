@@ -66,6 +66,8 @@ def _calibration_section(cal: CpuCalibration) -> dict[str, Any]:
                         "bandwidth": quantity(cal.fault_bytes_per_s, "B/s")},
         "strided_fraction": round(float(cal.strided_fraction), 4),
         "gather_fraction": round(float(cal.gather_fraction), 4),
+        **({} if math.isinf(cal.gather_ramp_bytes)
+           else {"gather_ramp": quantity(cal.gather_ramp_bytes, "B")}),
         "floor": {k: quantity(v, "s") for k, v in sorted(cal.floor_s.items())},
         "op_floor": {k: quantity(v, "s") for k, v in sorted(cal.op_floor_s.items())},
         "element_time": {k: quantity(v, "s") for k, v in sorted(cal.element_s.items())},

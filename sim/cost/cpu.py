@@ -27,10 +27,10 @@ order, t_post = 0. With the coefficients of the spec's ``cpu_calibration``
       s_q = 1: overhead + decode_head (b h_q) + pair P + decode_kv_element E + the same reads
       a cold call whose K and V fit in a cache level adds cold_call, as a GEMM's
     streaming (elementwise, reduction, norm, copy, embedding, other)
-             floor[op] + max((bytes [+ gathered (1 / gather_fraction - 1)]) / bw(level)
-                             [/ strided_fraction],
+             floor[op] + max(bytes / bw(level) [/ strided_fraction],
                              elements x element_time[op] + rows x row_time[op]
                              + tail x tail_time[op])
+             [+ an embedding's gather misses: :mod:`sim.cost.cpu_gather`]
 
 GEMM: the micro-kernel runs at ``rate`` on packed panels whose output columns fill whole
 vector registers (a partial vector of n computes its masked-off lanes too: SIMD lane
@@ -97,15 +97,9 @@ strided (transposing) copy reaches ``strided_fraction`` of the bandwidth and has
 element and row time (key ``clone_strided``: a loop of strided element loads, not the contiguous
 copy's memcpy, so one element time cannot serve both; an inner loop per output row: a
 transpose into 6848 rows of 3 took 36 us, one into 142 rows of 125, about as many elements,
-14 us; without the row term the fit gave the strided floor 15-18 us), an embedding reads the
-distinct table rows it gathers at ``gather_fraction`` (rows at random offsets of the table: a
-cache and TLB miss per row, which the hardware prefetcher does not hide across rows; measured
-here 2026-11-29, gathers of 2-13 MiB ran 2-3x slower than a stream of their bytes from the same
-level) while its output and indices stream, and a repeated index finds its row in cache (n
-uniform indices into V rows touch V (1 - (1 - 1/V)^n) distinct rows; chosen 2026-11-29 over
-the fraction on all of the op's bytes on the fit split of four calibrations, whose embedding
-fit-split p90 it lowered from 18-29 % to 16-23 %); each op has a fixed floor (dispatch past
-t_pre, output allocation, loop set-up), by op name, else by category.
+14 us; without the row term the fit gave the strided floor 15-18 us), an embedding's rows miss
+the prefetcher where each starts (:mod:`sim.cost.cpu_gather`); each op has a fixed floor
+(dispatch past t_pre, output allocation, loop set-up), by op name, else by category.
 Page faults: glibc malloc serves blocks of at least M_MMAP_THRESHOLD by mmap (dynamic, at most
 DEFAULT_MMAP_THRESHOLD_MAX = 32 MiB on 64-bit; mallopt(3)), so such an output is fresh memory
 whose pages fault on first touch at the fitted fault bandwidth.
@@ -125,6 +119,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sim.cost.cpu_gather import gather_seconds, gathered_rows
 from sim.cost.opcost import OpCost
 from sim.cpu_calibration import CpuCalibration
 from sim.trace import Op
@@ -133,7 +128,7 @@ from sim.units import DTYPE_BYTES
 __all__ = ["Residency", "trace_residency", "cpu_op_cost", "level_index", "gemm_terms",
            "attention_terms", "stream_terms", "gemm_seconds", "attention_seconds",
            "stream_seconds", "element_key", "flash_blocks", "element_time", "op_floor",
-           "gemm_coefficients", "gemm_key", "host_calls", "memory_bytes", "gathered_rows",
+           "gemm_coefficients", "gemm_key", "host_calls",
            "STREAM_CATEGORIES", "STRIDED_SUFFIX", "KN_SUFFIX", "CACHE_LINE_BYTES"]
 
 STREAM_CATEGORIES = ("elementwise", "reduction", "norm", "copy", "embedding", "other")
@@ -261,7 +256,7 @@ def stream_terms(op: Op, cal: CpuCalibration, residency: Residency) -> dict:
         reuse = max(reuse, residency.weight_reuse_bytes or 0.0)
     tensors = (*op.inputs, *op.outputs)
     strided = op.attrs.get("contiguous") is False
-    gathered, repeated = gathered_rows(op)
+    gathered, repeated = gathered_rows(op, cal.gather_ramp_bytes)
     return {"category": op.category if op.category in STREAM_CATEGORIES else "other",
             "key": element_key(op) + (STRIDED_SUFFIX if strided else ""), "dtype": op.dtype,
             "bytes": op.bytes_total - repeated,
@@ -270,28 +265,6 @@ def stream_terms(op: Op, cal: CpuCalibration, residency: Residency) -> dict:
             "strided": strided, "gather_bytes": gathered,
             "level": level_index(cal, reuse),
             "fault_bytes": _fault_bytes(op, cal)}
-
-
-def gathered_rows(op: Op) -> tuple[float, float]:
-    """(bytes of the distinct table rows, bytes of the repeated ones) an embedding's forward
-    gather reads; (0, 0) for other ops. n indices drawn uniformly from V rows hit
-    V (1 - (1 - 1/V)^n) distinct rows, read at random offsets; a repeat finds its row in cache.
-    Its output and indices stream."""
-    a = op.attrs
-    if op.category != "embedding" or a.get("backward") or not {"vocab", "d"} <= a.keys():
-        return 0.0, 0.0
-    n, vocab = float(a.get("num_indices", 0)), float(a["vocab"])
-    if n < 1 or vocab < 1:
-        return 0.0, 0.0
-    distinct = vocab * -math.expm1(n * math.log1p(-1.0 / vocab)) if vocab > 1 else 1.0
-    row_bytes = float(a["d"]) * DTYPE_BYTES.get(op.dtype, 4)
-    return distinct * row_bytes, (n - distinct) * row_bytes
-
-
-def memory_bytes(nbytes, gather_bytes, gather_fraction):
-    """Bytes that stream from a level in as long as an op's traffic takes: its gathered rows
-    count 1 / ``gather_fraction`` times (numpy-broadcasting)."""
-    return nbytes + gather_bytes * (1.0 / gather_fraction - 1.0)
 
 
 #: Row reductions PyTorch runs through Reduce.h's vectorized_inner_reduction: chunks of 4 vectors.
@@ -363,11 +336,12 @@ def attention_seconds(coef, terms, fault_bytes_per_s):
 
 
 def stream_seconds(floor_s, nbytes, bandwidth, elements, element_s, rows, row_s, fault_bytes,
-                   fault_bytes_per_s, tail=0.0, tail_s=0.0):
+                   fault_bytes_per_s, tail=0.0, tail_s=0.0, gather_s=0.0):
     """Streaming t_calc (s), numpy-broadcasting; ``bandwidth`` already scaled by the strided
-    fraction, ``nbytes`` by the gather fraction (:func:`memory_bytes`)."""
+    fraction, ``gather_s`` an embedding's gather misses (:mod:`sim.cost.cpu_gather`)."""
     work = elements * element_s + rows * row_s + tail * tail_s
-    return floor_s + np.maximum(nbytes / bandwidth, work) + fault_bytes / fault_bytes_per_s
+    return (floor_s + np.maximum(nbytes / bandwidth, work) + gather_s
+            + fault_bytes / fault_bytes_per_s)
 
 
 def cpu_op_cost(op: Op, cal: CpuCalibration, residency: Residency = Residency()) -> OpCost:
@@ -400,15 +374,16 @@ def _bandwidth(cal: CpuCalibration, level: int) -> float:
 def _stream(cal: CpuCalibration, terms: dict) -> tuple[float, str]:
     bandwidth = (_bandwidth(cal, terms["level"])
                  * (cal.strided_fraction if terms["strided"] else 1.0))
-    nbytes = memory_bytes(terms["bytes"], terms["gather_bytes"], cal.gather_fraction)
+    nbytes = terms["bytes"]
+    gather = float(gather_seconds(terms["gather_bytes"], bandwidth, cal.gather_fraction))
     per_element = element_time(cal, terms["key"], terms["dtype"])
     per_row = element_time(cal, terms["key"], terms["dtype"], table=cal.row_s)
     per_tail = element_time(cal, terms["key"], terms["dtype"], table=cal.tail_s)
     floor = op_floor(cal, terms["key"], terms["dtype"], terms["category"])
     t = stream_seconds(floor, nbytes, bandwidth, terms["elements"], per_element,
                        terms["rows"], per_row, terms["fault_bytes"], cal.fault_bytes_per_s,
-                       terms["tail"], per_tail)
-    memory_s = nbytes / bandwidth
+                       terms["tail"], per_tail, gather)
+    memory_s = nbytes / bandwidth + gather
     compute_s = (terms["elements"] * per_element + terms["rows"] * per_row
                  + terms["tail"] * per_tail)
     bound = "latency" if floor > max(memory_s, compute_s) else (
