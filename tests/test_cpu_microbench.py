@@ -92,6 +92,9 @@ def test_rotation_defeats_the_inner_cache_and_cold_points_rotate_weights():
     weights = {id(s["w"]) for s in cold.buffers}
     inputs = {id(s["x"]) for s in cold.buffers}
     assert len(weights) == cold.copies and len(inputs) == 1
+    # small weights too: 574 x 80 fp32 (184 KB) cycle over 4 LLCs, not over 64 copies (12 MB)
+    small = prepare(Case(**{**vars(_linear_case(n=574, k=80)), "cold": True}), SPEC, seed=0)
+    assert small.copies * 574 * 80 * 4 >= 4 * SPEC.memory[-2].capacity_bytes
 
 
 def test_sweeps_hold_out_every_third_draw_and_quick_is_a_subset():

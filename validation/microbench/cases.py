@@ -14,8 +14,12 @@ sweep coordinates that identify it (``shape``). :func:`prepare` turns it into a
   sets, C the capacity of the largest cache level smaller than W, and every repetition misses
   that level. A **cold** case (a model whose weights exceed the last-level cache, e.g. decoding
   GPT-2 on this CPU) cycles over copies of its weight tensors only, with a pool of
-  :data:`COLD_POOL_FACTOR` x the LLC, so its weights stream from DRAM while its activations
-  stay warm, as in a model's step.
+  :data:`COLD_POOL_FACTOR` x the LLC however small its weights (up to
+  :data:`MAX_COLD_COPIES`), so its weights stream from DRAM while its activations stay warm,
+  as in a model's step. (Until 2026-11-29 night the cold pool too was capped at
+  :data:`MAX_COPIES`: 68 of the suite's 140 cold points cycled over less than the 32 MiB L3,
+  some over 0.5 MiB, and ran from the caches while the model priced them from main memory; a
+  held-out fp32 gemv over 184 KB of weights took 16 us per call, priced 41.)
 
 ``reuse_bytes`` / ``weight_reuse_bytes`` are the bytes touched between two uses of the same
 buffer (the LRU reuse distance), which the cost model takes as its residency context.
@@ -35,13 +39,16 @@ from sim.hardware import HardwareSpec
 from sim.trace import Op
 from workloads.recorder import OpRecorder
 
-__all__ = ["Case", "Prepared", "prepare", "COLD_POOL_FACTOR", "MAX_COPIES"]
+__all__ = ["Case", "Prepared", "prepare", "COLD_POOL_FACTOR", "MAX_COPIES", "MAX_COLD_COPIES"]
 
 #: A cold case's weight pool spans this many last-level caches (LRU: a cyclic access pattern
 #: longer than the cache misses on every access).
 COLD_POOL_FACTOR = 4
 #: Most buffer copies a point cycles over (bounds memory and set-up time).
 MAX_COPIES = 64
+#: Most weight copies a cold point cycles over: a pool of 4 x a 32 MiB LLC for weights of 2 KiB
+#: and more (the sweeps' smallest cold weights are about 9 KiB).
+MAX_COLD_COPIES = 2**16
 
 
 @dataclass(frozen=True)
@@ -111,7 +118,8 @@ def prepare(case: Case, spec: HardwareSpec, seed: int, *, device: str = "cpu") -
     if case.cold:
         weight_bytes = sum(base[name].nbytes for name in case.weights)
         llc = spec.memory[-2].capacity_bytes
-        copies = min(MAX_COPIES, max(2, math.ceil(COLD_POOL_FACTOR * llc / weight_bytes)))
+        copies = min(MAX_COLD_COPIES,
+                     max(2, math.ceil(COLD_POOL_FACTOR * llc / weight_bytes)))
         sets = [base] + [{**base, **{n: base[n].clone() for n in case.weights}}
                          for _ in range(copies - 1)]
         reuse, weight_reuse = work, copies * work
