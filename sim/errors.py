@@ -7,9 +7,10 @@ code 2, never a traceback. Library code raises it at the boundary where input is
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable
 
-__all__ = ["InputError", "suggest"]
+__all__ = ["InputError", "suggest", "exit_on_input_error"]
 
 
 class InputError(Exception):
@@ -39,3 +40,13 @@ def suggest(name: str, known: Iterable[str], *, limit: int = 3) -> str:
     if close:
         return "did you mean " + ", ".join(close) + "?"
     return "known: " + ", ".join(known)
+
+
+def exit_on_input_error(run: Callable[[], object]) -> object:
+    """Run a command-line entry point (``python -m ...``): bad input ends it with one line on
+    stderr (``error: <file>: <field>: <message>``) and exit status 2, not a traceback."""
+    try:
+        return run()
+    except InputError as error:
+        print(f"error: {error.one_line()}", file=sys.stderr)
+        raise SystemExit(2) from None

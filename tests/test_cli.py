@@ -138,3 +138,15 @@ def test_import_export_round_trip(tmp_path, capsys):
     first, second = read_trace(imported), read_trace(again)
     assert [(o.name, o.flops, o.deps) for o in first.ops] == [
         (o.name, o.flops, o.deps) for o in second.ops]
+
+
+@pytest.mark.parametrize(("module", "argv", "fragment"), [
+    ("validation.cpu_calibrate", ["-o", "/nonexistent/spec.yaml"], "-o: output directory"),
+    ("validation.cpu_validation", ["--hw", "nosuch"], "--hw: unknown hardware spec"),
+])
+def test_validation_entry_points_report_bad_input_on_one_line(module, argv, fragment):
+    proc = subprocess.run([sys.executable, "-m", module, *argv], capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+    assert fragment in proc.stderr

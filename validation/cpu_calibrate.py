@@ -32,7 +32,7 @@ import pandas as pd
 from sim.cost.cpu_host import cold_fraction
 from sim.cost.cpu_interval import FRAMEWORK, HOST_PROFILE, POOLED
 from sim.cpu_calibration import HostProfileModel, Interval
-from sim.errors import InputError
+from sim.errors import InputError, exit_on_input_error
 from sim.files import write_atomic
 from sim.hardware import HardwareSpec
 from sim.spec_library import load_spec
@@ -423,4 +423,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_input_error(main)

@@ -31,7 +31,7 @@ import pandas as pd
 
 from sim.cost import CalibratedCostModel, MeasuredCostModel, cost_ops
 from sim.cost.cpu_interval import category_interval, result_interval
-from sim.errors import InputError
+from sim.errors import InputError, exit_on_input_error
 from sim.hardware import HardwareSpec
 from sim.simulator import simulate
 from sim.spec_library import load_spec
@@ -326,4 +326,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_input_error(main)

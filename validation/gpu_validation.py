@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sim.errors import exit_on_input_error
 from validation.datasets import DATASETS, load_rows
 from validation.datasets.common import ground_truth_dir
 from validation.datasets.vidur import LAYER_OPS
@@ -184,4 +185,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_input_error(main)

@@ -27,12 +27,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sim.errors import InputError
+from sim.errors import InputError, exit_on_input_error
 
 __all__ = ["TimerCost", "timer_cost", "replay_bias", "DEFAULT_MODELS", "main"]
 
@@ -105,11 +104,7 @@ def _model_step(spec: str) -> Callable[[], object]:
 def main(argv: Sequence[str] | None = None) -> None:
     """Print the timer's cost per event in a loop and in each model's step; bad input: one
     line on stderr, exit status 2."""
-    try:
-        _main(argv)
-    except InputError as error:
-        print(f"error: {error.one_line()}", file=sys.stderr)
-        raise SystemExit(2) from None
+    exit_on_input_error(lambda: _main(argv))
 
 
 def _main(argv: Sequence[str] | None) -> None:
