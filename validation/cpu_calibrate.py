@@ -39,6 +39,7 @@ from sim.spec_library import load_spec
 from validation.cpu_cold_calls import cold_sentence
 from validation.cpu_fit import Point, fit_cpu, load_points, predict_points
 from validation.cpu_in_situ import in_situ_rows
+from validation.cpu_sessions import combine_suites, read_suite, suite_header
 from validation.cpu_spec_file import write_calibrated_spec
 from validation.machine_state import captures_in_state
 from validation.metrics import summarize_errors
@@ -113,21 +114,23 @@ def with_in_situ(table: pd.DataFrame, captures: dict) -> pd.DataFrame:
     return both
 
 
-def refit_cpu(csv_in: str | Path, threads: int = 1, out_path: str | Path | None = None,
-              progress: bool = True, *, datasheet: str = DATASHEET,
-              csv_path: str | Path | None = None) -> Path:
+def refit_cpu(csv_in: str | Path | Sequence[str | Path], threads: int = 1,
+              out_path: str | Path | None = None, progress: bool = True, *,
+              datasheet: str = DATASHEET, csv_path: str | Path | None = None) -> Path:
     """Fit and write the calibrated spec from the measurements of an earlier calibration (its
     CSV, ``csv_in``) without re-timing them: deterministic, for changes of the model or the
-    fit. The framework term and the host profile model are kept from the spec being replaced
-    (measured in the same session as those kernels; re-measuring them alone would mix sessions,
-    and on these shared machines the framework term moves by +-15 % between sessions); with no
-    spec there yet, or none in it, they are measured."""
+    fit. Several CSVs (timings of one suite in several sessions) are fitted as one, each
+    point at its median over them (:mod:`validation.cpu_sessions`). The framework term and the
+    host profile model are kept from the spec being replaced (measured in the same session as
+    those kernels; re-measuring them alone would mix sessions, and on these shared machines the
+    framework term moves by +-15 % between sessions); with no spec there yet, or none in it,
+    they are measured."""
     start = time.perf_counter()
+    paths = [Path(csv_in)] if isinstance(csv_in, (str, Path)) else [Path(p) for p in csv_in]
     base = _datasheet(datasheet, threads)
     out = Path(out_path) if out_path is not None else default_spec_path(threads, base.name)
     csv = Path(csv_path) if csv_path is not None else out.with_suffix(".csv.gz")
-    lines = [line[2:].rstrip("\n") for line in _header_lines(Path(csv_in))]
-    table = pd.read_csv(csv_in, comment="#").drop(columns="predicted_s", errors="ignore")
+    table = combine_suites([read_suite(p) for p in paths])
     replaced = load_spec(str(out)) if out.is_file() else None
     previous = replaced.cpu_calibration if replaced is not None else None
     table.attrs["sentinel_s"] = previous.sentinel_s if previous is not None else 0.0
@@ -139,8 +142,11 @@ def refit_cpu(csv_in: str | Path, threads: int = 1, out_path: str | Path | None 
         kept = _kept_sentence(replaced)
         table.attrs["host_profile"] = (previous.host_profile,
                                        previous.intervals.get(HOST_PROFILE), kept)
-    measured = (f"re-fitted from the measurements of {Path(csv_in).name} ("
-                f"{lines[1].split(' Method:')[0] if len(lines) > 1 else 'no provenance'})")
+    sources = "; ".join(f"{p.name} ({suite_header(p).split(' Method:')[0] or 'no provenance'})"
+                        for p in paths)
+    measured = (f"re-fitted from the measurements of {sources}" if len(paths) == 1 else
+                f"re-fitted from each point's median over {len(paths)} timings of the suite: "
+                f"{sources}")
     return _fit_and_write(table, base, threads, out, csv, measured, start, progress)
 
 
@@ -151,13 +157,6 @@ def _kept_sentence(replaced: HardwareSpec) -> str:
     factor = replaced.cpu_calibration.host_profile.cold_factor
     return own or (f" Host profile model (cold factor {factor:.2f}) kept from the calibration "
                    "whose measurements this re-fits.")
-
-
-def _header_lines(path: Path) -> list[str]:
-    import gzip
-
-    with gzip.open(path, "rt") if path.suffix == ".gz" else path.open() as f:
-        return [line for line in f if line.startswith("# ")][:2]
 
 
 def _fit_and_write(table: pd.DataFrame, base: HardwareSpec, threads: int, out: Path, csv: Path,
@@ -410,8 +409,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-o", "--output", default=None)
     parser.add_argument("--csv", default=None)
     parser.add_argument("--datasheet", default=DATASHEET)
-    parser.add_argument("--refit", default=None, metavar="CSV",
-                        help="fit the measurements of an earlier calibration; no re-timing")
+    parser.add_argument("--refit", default=None, nargs="+", metavar="CSV",
+                        help="fit the measurements of an earlier calibration, or each point's "
+                        "median over several; no re-timing")
     args = parser.parse_args(argv)
     if args.refit:
         path = refit_cpu(args.refit, args.threads, args.output, datasheet=args.datasheet,
