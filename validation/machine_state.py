@@ -28,8 +28,12 @@ from workloads.capture_env import torch_threads
 
 __all__ = ["StateCapture", "captures_in_state", "STATE_BAND", "SENTINEL_CALLS"]
 
-#: A capture is in the reference state when its sentinel is within this fraction of it.
-STATE_BAND = 0.10
+#: A capture is in the reference state when its sentinel is within this fraction of it. 10 %
+#: until 2026-11-29 night: a validation (19:01 UTC) whose held-out captures read +8 to +10 %
+#: kept them all, and their walls ran 13 % over the same models' in the runs before (gpt2
+#: prefill 229-233 ms against 201-206, bert-tiny 8.5-8.8 ms against 7.4-7.8): the walls move
+#: more than the sentinel (its 8 MiB copy sees main memory's load only in part).
+STATE_BAND = 0.05
 #: Sentinel calls per timing (its median); ~10 ms here.
 SENTINEL_CALLS = 21
 
