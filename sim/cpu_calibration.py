@@ -173,9 +173,10 @@ class CpuCalibration:
     framework_s: float = 0.0
     datasheet: str = ""
     sentinel_s: float = 0.0
-    #: Fraction of a level's streaming bandwidth that an embedding's row gather reaches (rows
-    #: at random table offsets: a TLB and cache miss per row, no hardware prefetch across
-    #: rows); 1 when absent (an older spec: gathers priced as streams).
+    #: Fraction of a level's streaming bandwidth at which the first bytes of each row an
+    #: embedding gathers arrive (rows at random table offsets: no hardware prefetch across
+    #: rows; :mod:`sim.cost.cpu_gather`); 1 when absent (an older spec: gathers priced as
+    #: streams).
     gather_fraction: float = 1.0
     #: Bytes of each gathered row that miss before the hardware prefetcher streams the rest
     #: (:mod:`sim.cost.cpu_gather`); unbounded when absent (an older spec: whole rows miss).

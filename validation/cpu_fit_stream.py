@@ -54,7 +54,7 @@ ELEMENT_STARTS = (5e-10, 2e-10, 1e-10, 5e-11)
 #: fit split (copy p90 44 % against 28 %) than with the 8 MiB share.
 EFFECTIVE_LLC_BYTES = 8 * _MIB
 #: Gather ramps (bytes) the fit chooses from, and unbounded (whole rows miss). On the
-#: committed measurements (suite of 2026-11-29 15:39) the loss was 500 / 461 / 447 / 443 / 450 /
+#: suite of 2026-11-29 15:39 the loss was 500 / 461 / 447 / 443 / 450 /
 #: 458 / 462 at 1 / 2 / 3 / 4 / 6 / 8 / 12 KiB and 462 unbounded (:mod:`sim.cost.cpu_gather`).
 GATHER_RAMPS = (1024.0, 2048.0, 3072.0, 4096.0, 6144.0, 8192.0, 12288.0, 16384.0, math.inf)
 

@@ -17,8 +17,9 @@ and pays it *after* its row loop, not overlapped with it: the copy of a row wait
 misses (the per-row work and the misses add; the rest of the op's traffic overlaps its work as
 any stream's does).
 
-Chosen on the fit split of the committed measurements (suite of 2026-11-29 15:39 UTC, 80
-embedding points of 120), refitted 2026-11-29 18:25. Priced before as all of a distinct row's
+Chosen on the fit split of the suite of 2026-11-29 15:39 UTC (80 embedding points of 120),
+refitted 2026-11-29 18:25; the committed spec, fitted on the median of three suites, came out at
+the same 4 KiB. Priced before as all of a distinct row's
 bytes at ``gather_fraction`` inside the max of bytes and work, the fit put 6.6-7.3 ns on each
 row (measured: about 4 ns per 128-byte row of a table in cache), and over-predicted gathers of
 long rows: 6 KiB rows of a 10 MiB table, 436 us measured, 631 predicted. Summed after the row
