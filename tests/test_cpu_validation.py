@@ -79,3 +79,14 @@ def test_quick_calibrate_and_validate_end_to_end(tmp_path):
         assert m["replay_s"] == pytest.approx(float(np.median(m["replays_s"])))
     page = write_cpu_report(results, tmp_path / "report.html")
     assert "Held-out models" in page.read_text()
+
+
+def test_a_run_out_of_the_calibration_state_says_so():
+    from validation.cpu_report import state_warning
+    from validation.machine_state import STATE_BAND
+
+    assert state_warning({"machine_drift": STATE_BAND / 2}) == ""
+    assert state_warning({"machine_drift": None}) == ""
+    warning = state_warning({"machine_drift": 0.22})
+    assert "out of the spec's calibration state" in warning and "+22.0%" in warning
+    assert state_warning({"machine_drift": -2 * STATE_BAND}) != ""
