@@ -60,3 +60,13 @@ def stream_op(name: str, shape: tuple[int, ...], category: str = "elementwise",
     return Op(id=0, name=f"aten::{name}", category=category, bytes_read=inputs * nbytes,
               bytes_written=nbytes, dtype=dtype, inputs=(tensor,) * inputs, outputs=(tensor,),
               attrs=attrs)
+
+
+def embedding_op(n: int, vocab: int, d: int) -> Op:
+    """An fp32 F.embedding of ``n`` indices into a (vocab, d) table, as a trace carries it."""
+    row = d * 4
+    return Op(id=0, name="aten::embedding", category="embedding", dtype="fp32",
+              bytes_read=n * row + 8 * n, bytes_written=n * row,
+              inputs=(TensorMeta((vocab, d), "fp32"), TensorMeta((1, n), "int64")),
+              outputs=(TensorMeta((1, n, d), "fp32"),),
+              attrs={"num_indices": n, "vocab": vocab, "d": d})

@@ -12,7 +12,7 @@ import pytest
 from sim.cost.cpu import Residency, cpu_op_cost
 from sim.cpu_calibration import AttentionCoefficients, GemmCoefficients
 from sim.trace import Op
-from tests.cpu_fixtures import MIB, TOY_CAL, gemm_op, stream_op
+from tests.cpu_fixtures import MIB, TOY_CAL, embedding_op, gemm_op, stream_op
 from validation.cpu_fit import (
     COLD,
     EVICTED,
@@ -189,12 +189,6 @@ def test_a_per_dtype_time_that_binds_nowhere_is_kept_as_zero():
     assert _binding(keys, values, key_of, binds) == {"embedding": 5e-9, "embedding.bf16": 0.0}
 
 
-def _embedding(n: int, vocab: int, d: int) -> Op:
-    return Op(id=0, name="aten::embedding", category="embedding", dtype="fp32",
-              bytes_read=n * d * 4 + 8 * n, bytes_written=n * d * 4,
-              attrs={"num_indices": n, "vocab": vocab, "d": d})
-
-
 def test_stream_fit_chooses_the_gather_ramp_of_lowest_loss():
     # embeddings priced with a 4 KiB ramp at a 0.3 gather fraction: rows of 1-16 KiB tell the
     # ramp apart (rows past 4 KiB pay for 4 KiB of misses, not all of their bytes)
@@ -202,7 +196,7 @@ def test_stream_fit_chooses_the_gather_ramp_of_lowest_loss():
                                 row_s={"embedding": 50e-9})
     shapes = [(n, vocab, d) for n, vocab in ((64, 100_000), (512, 2_000), (2048, 50_000))
               for d in (256, 1024, 2048, 4096)]
-    points = [_point([_embedding(*s)], cal=truth) for s in shapes]
+    points = [_point([embedding_op(*s)], cal=truth) for s in shapes]
     points += [_point([stream_op("add", s, inputs=2)], cal=truth)
                for s in [(16, 64), (512, 256), (1024, 512), (4096, 1024), (8192, 2048)]]
     fitted = fit_stream(points, truth, _least_squares)

@@ -17,7 +17,7 @@ from sim.cost.cpu import (
     trace_residency,
 )
 from sim.trace import Op, TensorMeta
-from tests.cpu_fixtures import MIB, TOY_CAL, gemm_op, stream_op
+from tests.cpu_fixtures import MIB, TOY_CAL, embedding_op, gemm_op, stream_op
 
 
 def test_gemm_is_bilinear_in_its_operands_plus_flops():
@@ -191,20 +191,11 @@ def test_row_wise_ops_pay_per_row_and_strided_copies_pay_bandwidth():
         5e-6 + 2 * 2**20 / (100e9 * 0.25))  # no copy floor: falls back on "other"
 
 
-def _embedding(n: int, vocab: int, d: int) -> Op:
-    row = d * 4
-    return Op(id=0, name="aten::embedding", category="embedding", dtype="fp32",
-              bytes_read=n * row + 8 * n, bytes_written=n * row,
-              inputs=(TensorMeta((vocab, d), "fp32"), TensorMeta((1, n), "int64")),
-              outputs=(TensorMeta((1, n, d), "fp32"),),
-              attrs={"num_indices": n, "vocab": vocab, "d": d})
-
-
 def test_an_embedding_reads_its_distinct_rows_at_the_gather_fraction():
     # 8 indices into 4 rows of 4 KiB: 4 (1 - (3/4)^8) = 3.6 distinct rows read at random
     # offsets (at half the bandwidth); the repeats hit cache; output and indices stream
     row = 1024 * 4
-    op = _embedding(8, 4, 1024)
+    op = embedding_op(8, 4, 1024)
     distinct = 4 * (1 - 0.75**8)
     streamed = 8 * row + 64 + distinct * row / 0.5  # 64 KiB in all: the llc's, 100 GB/s
     cal = dataclasses.replace(TOY_CAL, gather_fraction=0.5)
@@ -215,12 +206,12 @@ def test_an_embedding_reads_its_distinct_rows_at_the_gather_fraction():
 
 def test_only_a_gathered_rows_first_ramp_bytes_miss():
     # rows of 4 KiB, a ramp of 1 KiB: each distinct row pays the gather on 1 KiB, streams 3
-    op = _embedding(8, 4, 1024)
+    op = embedding_op(8, 4, 1024)
     distinct = 4 * (1 - 0.75**8)
     cal = dataclasses.replace(TOY_CAL, gather_fraction=0.5, gather_ramp_bytes=1024.0)
     streamed = 8 * 4096 + 64 + distinct * 4096 + distinct * 1024 * (1 / 0.5 - 1)
     assert cpu_op_cost(op, cal).t_calc_s == pytest.approx(5e-6 + streamed / 100e9)
-    short = _embedding(8, 4, 128)  # rows of 512 B, shorter than the ramp: all of each misses
+    short = embedding_op(8, 4, 128)  # rows of 512 B, shorter than the ramp: all of each misses
     whole = dataclasses.replace(cal, gather_ramp_bytes=math.inf)
     assert cpu_op_cost(short, cal).t_calc_s == cpu_op_cost(short, whole).t_calc_s
 
@@ -229,7 +220,7 @@ def test_an_embeddings_gather_misses_add_to_its_row_loop():
     # 1000 indices into 1000 rows of 256 B (a 250 KiB table in the llc): the row loop (1000 x
     # 50 ns = 50 us) binds over the stream (0.43 MB / 100 GB/s = 4.3 us); the distinct rows'
     # misses, 632 x 256 B x (1 / 0.25 - 1) / 100 GB/s = 4.9 us, come on top
-    op = _embedding(1000, 1000, 64)
+    op = embedding_op(1000, 1000, 64)
     distinct = 1000 * (1 - (1 - 1 / 1000) ** 1000)
     cal = dataclasses.replace(TOY_CAL, gather_fraction=0.25, row_s={"embedding": 50e-9})
     misses = distinct * 256 * 3 / 100e9
